@@ -1,0 +1,220 @@
+#include "storage/record_codec.h"
+
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+
+namespace m3serve::storage {
+namespace {
+
+constexpr uint8_t kVersion = 1;
+
+class Writer {
+ public:
+  explicit Writer(size_t reserve = 64) { out_.reserve(reserve); out_.push_back(static_cast<char>(kVersion)); }
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<char>((v & 0x7F) | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<char>(v));
+  }
+  void Str(absl::string_view s) {
+    Varint(s.size());
+    out_.append(s.data(), s.size());
+  }
+  void Raw(absl::string_view s) { out_.append(s.data(), s.size()); }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  Reader(absl::string_view in, const char* what) : in_(in), what_(what) {}
+  bool Start() {
+    if (in_.empty() || static_cast<uint8_t>(in_[0]) != kVersion) return Fail("unknown version");
+    in_.remove_prefix(1);
+    return true;
+  }
+  bool Varint(uint64_t* v) {
+    *v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (in_.empty()) return Fail("truncated varint");
+      uint8_t b = static_cast<uint8_t>(in_[0]);
+      in_.remove_prefix(1);
+      *v |= uint64_t(b & 0x7F) << shift;
+      if (!(b & 0x80)) return true;
+    }
+    return Fail("varint too long");
+  }
+  bool Str(std::string* s) {
+    uint64_t n;
+    if (!Varint(&n)) return false;
+    if (n > in_.size()) return Fail("string runs past the end");
+    s->assign(in_.data(), n);
+    in_.remove_prefix(n);
+    return true;
+  }
+  bool Raw(size_t n, absl::string_view* out) {
+    if (n > in_.size()) return Fail("record runs past the end");
+    *out = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return true;
+  }
+  absl::Status Done() {
+    if (!error_.empty()) return absl::DataLossError(absl::StrCat("corrupt ", what_, " record: ", error_));
+    if (!in_.empty()) return absl::DataLossError(absl::StrCat("corrupt ", what_, " record: trailing bytes"));
+    return absl::OkStatus();
+  }
+
+ private:
+  bool Fail(const char* why) {
+    if (error_.empty()) error_ = why;
+    return false;
+  }
+  absl::string_view in_;
+  const char* what_;
+  std::string error_;
+};
+
+}  // namespace
+
+std::string EncodeInstance(const Instance& x) {
+  Writer w(x.instruction.size() + x.inputs.size() + x.outputs.size() + x.meta_json.size() +
+           x.source.file.size() + 16 * x.images.size() + 32);
+  w.Str(x.instruction);
+  w.Str(x.inputs);
+  w.Str(x.outputs);
+  w.Varint(x.images.size());
+  for (const auto& h : x.images) w.Raw(h.Raw());
+  w.Str(x.source.file);
+  w.Varint(x.source.line);
+  w.Varint(x.source.target);
+  w.Str(x.meta_json);
+  w.Varint(x.template_vars.size());
+  for (const auto& [k, v] : x.template_vars) {
+    w.Str(k);
+    w.Str(v);
+  }
+  return w.Take();
+}
+
+absl::Status DecodeInstance(absl::string_view value, Instance* x) {
+  Reader r(value, "instance");
+  uint64_t n = 0, target = 0;
+  bool ok = r.Start() && r.Str(&x->instruction) && r.Str(&x->inputs) && r.Str(&x->outputs) &&
+            r.Varint(&n);
+  x->images.clear();
+  if (ok && n > value.size() / 16) return absl::DataLossError("corrupt instance record: image count");
+  for (uint64_t i = 0; ok && i < n; ++i) {
+    absl::string_view raw;
+    ok = r.Raw(16, &raw);
+    if (ok) x->images.push_back(*Hash128::FromRaw(raw));
+  }
+  ok = ok && r.Str(&x->source.file) && r.Varint(&x->source.line) && r.Varint(&target) &&
+       r.Str(&x->meta_json) && r.Varint(&n);
+  x->source.target = static_cast<uint32_t>(target);
+  x->template_vars.clear();
+  if (ok && n > value.size()) return absl::DataLossError("corrupt instance record: variable count");
+  for (uint64_t i = 0; ok && i < n; ++i) {
+    std::string k, v;
+    ok = r.Str(&k) && r.Str(&v);
+    x->template_vars.emplace_back(std::move(k), std::move(v));
+  }
+  return r.Done();
+}
+
+std::string EncodeImageMeta(const ImageMeta& m) {
+  Writer w;
+  w.Varint(static_cast<uint64_t>(m.format));
+  w.Varint(m.width);
+  w.Varint(m.height);
+  w.Varint(m.size);
+  return w.Take();
+}
+
+absl::Status DecodeImageMeta(absl::string_view value, ImageMeta* m) {
+  Reader r(value, "image meta");
+  uint64_t f = 0, wd = 0, ht = 0;
+  if (r.Start() && r.Varint(&f) && r.Varint(&wd) && r.Varint(&ht) && r.Varint(&m->size)) {
+    m->format = static_cast<ImageFormat>(f);
+    m->width = static_cast<uint32_t>(wd);
+    m->height = static_cast<uint32_t>(ht);
+  }
+  return r.Done();
+}
+
+std::string EncodeTaskInfo(const TaskInfo& t) {
+  Writer w;
+  w.Str(t.name);
+  w.Str(t.category);
+  w.Str(t.source_dataset);
+  w.Str(t.license);
+  w.Varint(static_cast<uint64_t>(t.commercial_use));
+  w.Varint(t.held_out ? 1 : 0);
+  w.Varint(static_cast<uint64_t>(t.modality));
+  w.Str(t.default_lang);
+  return w.Take();
+}
+
+absl::Status DecodeTaskInfo(absl::string_view value, TaskInfo* t) {
+  Reader r(value, "task");
+  uint64_t cu = 0, held = 0, mod = 0;
+  if (r.Start() && r.Str(&t->name) && r.Str(&t->category) && r.Str(&t->source_dataset) &&
+      r.Str(&t->license) && r.Varint(&cu) && r.Varint(&held) && r.Varint(&mod) &&
+      r.Str(&t->default_lang)) {
+    t->commercial_use = static_cast<CommercialUse>(cu);
+    t->held_out = held != 0;
+    t->modality = static_cast<Modality>(mod);
+  }
+  return r.Done();
+}
+
+std::string EncodeStringList(const std::vector<std::string>& list) {
+  Writer w;
+  w.Varint(list.size());
+  for (const auto& s : list) w.Str(s);
+  return w.Take();
+}
+
+absl::Status DecodeStringList(absl::string_view value, std::vector<std::string>* list) {
+  Reader r(value, "string list");
+  uint64_t n = 0;
+  list->clear();
+  if (r.Start() && r.Varint(&n)) {
+    if (n > value.size()) return absl::DataLossError("corrupt string list record: count");
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string s;
+      if (!r.Str(&s)) break;
+      list->push_back(std::move(s));
+    }
+  }
+  return r.Done();
+}
+
+std::string EncodeFileProgress(const FileProgress& p) {
+  Writer w;
+  w.Str(p.fingerprint);
+  w.Varint(p.offset);
+  w.Varint(p.line);
+  w.Varint(p.complete ? 1 : 0);
+  w.Varint(p.ingested_rows);
+  w.Varint(p.instances);
+  w.Varint(p.rejected);
+  return w.Take();
+}
+
+absl::Status DecodeFileProgress(absl::string_view value, FileProgress* p) {
+  Reader r(value, "progress");
+  uint64_t complete = 0;
+  if (r.Start() && r.Str(&p->fingerprint) && r.Varint(&p->offset) && r.Varint(&p->line) &&
+      r.Varint(&complete) && r.Varint(&p->ingested_rows) && r.Varint(&p->instances) &&
+      r.Varint(&p->rejected)) {
+    p->complete = complete != 0;
+  }
+  return r.Done();
+}
+
+}  // namespace m3serve::storage

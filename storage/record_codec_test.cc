@@ -1,0 +1,62 @@
+#include "storage/record_codec.h"
+
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace m3serve::storage {
+namespace {
+
+using ::m3serve::testing::IsOk;
+using ::m3serve::testing::StatusIs;
+
+Instance Sample() {
+  Instance x;
+  x.instruction = "Describe the image.";
+  x.inputs = "";
+  x.outputs = std::string("A cat \xE7\x8C\xAB on a mat.\n", 21);
+  x.images = {ContentHash("a"), ContentHash("b"), ContentHash("a")};
+  x.source = {"data/captioning/coco/train.jsonl", 123456789, 4};
+  x.meta_json = R"({"targets":["x"]})";
+  x.template_vars = {{"HYPO", "two dogs"}};
+  return x;
+}
+
+TEST(RecordCodecTest, InstanceRoundTrips) {
+  Instance in = Sample(), out;
+  ASSERT_THAT(DecodeInstance(EncodeInstance(in), &out), IsOk());
+  EXPECT_EQ(out, in);
+}
+
+TEST(RecordCodecTest, TruncatedInstanceIsDataLoss) {
+  std::string bytes = EncodeInstance(Sample());
+  Instance out;
+  for (size_t cut : {size_t{0}, size_t{1}, bytes.size() / 2, bytes.size() - 1}) {
+    EXPECT_THAT(DecodeInstance(bytes.substr(0, cut), &out), StatusIs(absl::StatusCode::kDataLoss))
+        << cut;
+  }
+  EXPECT_THAT(DecodeInstance(bytes + "x", &out), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST(RecordCodecTest, OtherRecordsRoundTrip) {
+  TaskInfo t{"science-qa", "reasoning", "ScienceQA", "CC BY-NC-SA", CommercialUse::kNo, false,
+             Modality::kImage, "en"};
+  TaskInfo t2;
+  ASSERT_THAT(DecodeTaskInfo(EncodeTaskInfo(t), &t2), IsOk());
+  EXPECT_EQ(t, t2);
+
+  ImageMeta m{ImageFormat::kPng, 640, 480, 123456}, m2;
+  ASSERT_THAT(DecodeImageMeta(EncodeImageMeta(m), &m2), IsOk());
+  EXPECT_EQ(m, m2);
+
+  std::vector<std::string> pool = {"a", "", "c"}, pool2;
+  ASSERT_THAT(DecodeStringList(EncodeStringList(pool), &pool2), IsOk());
+  EXPECT_EQ(pool, pool2);
+
+  FileProgress p{"fp", 1 << 30, 77, true, 70, 350, 7}, p2;
+  ASSERT_THAT(DecodeFileProgress(EncodeFileProgress(p), &p2), IsOk());
+  EXPECT_EQ(p, p2);
+}
+
+}  // namespace
+}  // namespace m3serve::storage

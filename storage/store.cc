@@ -1,0 +1,510 @@
+#include "storage/store.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/utilities/checkpoint.h"
+#include "rocksdb/write_batch.h"
+#include "storage/column_families.h"
+#include "storage/key_codec.h"
+#include "storage/record_codec.h"
+#include "storage/rocksdb_status.h"
+
+namespace m3serve::storage {
+
+using internal::FromRocksDbStatus;
+using internal::kCatalogCf;
+using internal::kColumnFamilyNames;
+using internal::kDefaultCf;
+using internal::kImageMetaCf;
+using internal::kImagesCf;
+using internal::kInstancesCf;
+using internal::kNumColumnFamilies;
+using internal::kProgressCf;
+
+namespace {
+
+constexpr char kSchemaKey[] = "m3serve.schema";
+constexpr char kSchemaVersion[] = "1";
+
+rocksdb::Slice ToSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+absl::string_view ToView(const rocksdb::Slice& s) { return absl::string_view(s.data(), s.size()); }
+
+rocksdb::ColumnFamilyOptions CfOptions(int cf, const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions o;
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = cache;
+  t.cache_index_and_filter_blocks = true;
+  t.pin_l0_filter_and_index_blocks_in_cache = true;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  t.format_version = 5;
+  switch (cf) {
+    case kInstancesCf:
+      // Text compresses well; ZSTD on the bottom level where most data settles.
+      o.compression = rocksdb::kLZ4Compression;
+      o.bottommost_compression = rocksdb::kZSTD;
+      o.write_buffer_size = 64ull << 20;
+      t.block_size = 16 * 1024;
+      break;
+    case kImagesCf:
+      // Values go to blob files, uncompressed (JPEG/PNG are compressed already);
+      // the LSM tree holds only keys and blob references.
+      o.enable_blob_files = true;
+      o.min_blob_size = 0;
+      o.blob_file_size = 256ull << 20;
+      o.blob_compression_type = rocksdb::kNoCompression;
+      o.enable_blob_garbage_collection = false;
+      o.write_buffer_size = 64ull << 20;
+      o.compression = rocksdb::kNoCompression;
+      break;
+    default:
+      o.compression = rocksdb::kLZ4Compression;
+      o.write_buffer_size = 16ull << 20;
+      break;
+  }
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  return o;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// StoreWriteBatch
+
+struct StoreWriteBatch::Rep {
+  // Column family handles belong to an open Store, so a batch records the
+  // target column family id of each operation and Store::Write() replays the
+  // list into a rocksdb::WriteBatch.
+  struct Op {
+    int cf;
+    std::string key;
+    std::string value;
+    bool is_delete = false;
+  };
+  std::vector<Op> ops;
+  size_t bytes = 0;
+  void Put(int cf, std::string key, std::string value) {
+    bytes += key.size() + value.size() + 8;
+    ops.push_back({cf, std::move(key), std::move(value)});
+  }
+};
+
+StoreWriteBatch::StoreWriteBatch() : rep_(std::make_unique<Rep>()) {}
+StoreWriteBatch::~StoreWriteBatch() = default;
+StoreWriteBatch::StoreWriteBatch(StoreWriteBatch&&) noexcept = default;
+StoreWriteBatch& StoreWriteBatch::operator=(StoreWriteBatch&&) noexcept = default;
+
+void StoreWriteBatch::PutInstance(const Instance& x) {
+  rep_->Put(kInstancesCf, InstanceKey(x.group, x.ordinal), EncodeInstance(x));
+}
+
+void StoreWriteBatch::PutImage(const Hash128& hash, const ImageMeta& meta, absl::string_view bytes) {
+  rep_->Put(kImagesCf, std::string(hash.Raw()), std::string(bytes));
+  rep_->Put(kImageMetaCf, std::string(hash.Raw()), EncodeImageMeta(meta));
+}
+
+void StoreWriteBatch::PutTask(const TaskInfo& task) {
+  rep_->Put(kCatalogCf, CatalogTaskKey(task.name), EncodeTaskInfo(task));
+}
+
+void StoreWriteBatch::PutPool(absl::string_view task, absl::string_view lang,
+                              const std::vector<std::string>& instructions) {
+  rep_->Put(kCatalogCf, CatalogPoolKey(task, lang), EncodeStringList(instructions));
+}
+
+void StoreWriteBatch::PutCount(const GroupKey& group, uint64_t count) {
+  std::string v;
+  AppendBigEndian64(&v, count);
+  rep_->Put(kCatalogCf, CatalogCountKey(group), std::move(v));
+}
+
+void StoreWriteBatch::PutImageCount(uint64_t n) {
+  std::string v;
+  AppendBigEndian64(&v, n);
+  rep_->Put(kCatalogCf, CatalogImageCountKey(), std::move(v));
+}
+
+void StoreWriteBatch::PutProgress(absl::string_view source_key, const FileProgress& p) {
+  rep_->Put(kProgressCf, std::string(source_key), EncodeFileProgress(p));
+}
+
+int StoreWriteBatch::Count() const { return static_cast<int>(rep_->ops.size()); }
+size_t StoreWriteBatch::ApproximateBytes() const { return rep_->bytes; }
+void StoreWriteBatch::Clear() {
+  rep_->ops.clear();
+  rep_->bytes = 0;
+}
+
+// ---------------------------------------------------------------------------
+// Store
+
+struct Store::Impl {
+  StoreOptions options;
+  std::shared_ptr<rocksdb::Cache> cache;
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs;
+
+  ~Impl() {
+    if (db) {
+      for (auto* h : cfs) {
+        if (h != nullptr) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+      }
+      cfs.clear();
+      db->Close().PermitUncheckedError();
+      db.reset();
+    }
+  }
+
+  rocksdb::ColumnFamilyHandle* cf(int id) const { return cfs[id]; }
+
+  absl::Status Get(int cf_id, absl::string_view key, std::string* value, const char* what) const {
+    rocksdb::PinnableSlice v;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf(cf_id), ToSlice(key), &v);
+    if (s.IsNotFound()) return absl::NotFoundError(what);
+    if (!s.ok()) return FromRocksDbStatus(s, absl::StrCat("read ", what));
+    value->assign(v.data(), v.size());
+    return absl::OkStatus();
+  }
+
+  // Iterate [lower, upper) of a column family; fn returns false to stop.
+  absl::Status Iterate(int cf_id, absl::string_view lower, absl::string_view upper,
+                       const std::function<absl::Status(absl::string_view, absl::string_view,
+                                                        bool*)>& fn) const {
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    rocksdb::Slice upper_slice = ToSlice(upper);
+    if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cf(cf_id)));
+    bool go_on = true;
+    for (it->Seek(ToSlice(lower)); go_on && it->Valid(); it->Next()) {
+      M3SERVE_RETURN_IF_ERROR(fn(ToView(it->key()), ToView(it->value()), &go_on));
+    }
+    return FromRocksDbStatus(it->status(), absl::StrCat("scan ", kColumnFamilyNames[cf_id]));
+  }
+};
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("store path is empty");
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(std::filesystem::path(options.path) / "CURRENT", ec);
+  if (!exists && (options.read_only || !options.create_if_missing)) {
+    return absl::NotFoundError(absl::StrCat("no m3serve store at ", options.path));
+  }
+
+  rocksdb::DBOptions dbo;
+  dbo.create_if_missing = !options.read_only && options.create_if_missing;
+  dbo.create_missing_column_families = !options.read_only;
+  dbo.max_background_jobs = 2;
+  dbo.keep_log_file_num = 3;
+  dbo.max_log_file_size = 8 << 20;
+  dbo.bytes_per_sync = 1 << 20;
+
+  if (exists) {
+    std::vector<std::string> names;
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(dbo, options.path, &names);
+    if (!s.ok()) return FromRocksDbStatus(s, absl::StrCat("open ", options.path));
+    if (options.read_only) {
+      for (int i = 0; i < kNumColumnFamilies; ++i) {
+        if (std::find(names.begin(), names.end(), kColumnFamilyNames[i]) == names.end()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              options.path, " is not an m3serve store (no column family '",
+              kColumnFamilyNames[i], "')"));
+        }
+      }
+    }
+  }
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (int i = 0; i < kNumColumnFamilies; ++i) {
+    descriptors.emplace_back(kColumnFamilyNames[i], CfOptions(i, impl->cache));
+  }
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      options.read_only
+          ? rocksdb::DB::OpenForReadOnly(dbo, options.path, descriptors, &impl->cfs, &raw)
+          : rocksdb::DB::Open(dbo, options.path, descriptors, &impl->cfs, &raw);
+  impl->db.reset(raw);
+  if (!s.ok()) {
+    if (s.IsIOError() && absl::StrContains(s.ToString(), "lock")) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "store ", options.path, " is open for writing by another process (", s.ToString(), ")"));
+    }
+    return FromRocksDbStatus(s, absl::StrCat("open ", options.path));
+  }
+
+  std::string schema;
+  absl::Status gs = impl->Get(kDefaultCf, kSchemaKey, &schema, "schema version");
+  if (absl::IsNotFound(gs)) {
+    if (options.read_only) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(options.path, " is not an m3serve store (no schema record)"));
+    }
+    rocksdb::WriteOptions wo;
+    s = impl->db->Put(wo, impl->cf(kDefaultCf), kSchemaKey, kSchemaVersion);
+    if (!s.ok()) return FromRocksDbStatus(s, "write schema version");
+  } else if (!gs.ok()) {
+    return gs;
+  } else if (schema != kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        options.path, " has store schema version ", schema, "; this build reads version ",
+        kSchemaVersion));
+  }
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+const std::string& Store::path() const { return impl_->options.path; }
+bool Store::read_only() const { return impl_->options.read_only; }
+
+absl::Status Store::Write(StoreWriteBatch* batch) {
+  if (read_only()) return absl::FailedPreconditionError("store is open read-only");
+  rocksdb::WriteBatch wb(batch->ApproximateBytes() + 1024);
+  for (auto& op : batch->rep_->ops) {
+    rocksdb::Status s = op.is_delete ? wb.Delete(impl_->cf(op.cf), op.key)
+                                     : wb.Put(impl_->cf(op.cf), op.key, op.value);
+    if (!s.ok()) return FromRocksDbStatus(s, "build write batch");
+  }
+  rocksdb::WriteOptions wo;
+  rocksdb::Status s = impl_->db->Write(wo, &wb);
+  if (!s.ok()) return FromRocksDbStatus(s, absl::StrCat("write to ", path()));
+  batch->Clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Instance> Store::GetInstance(const GroupKey& group, uint64_t ordinal) const {
+  std::string v;
+  absl::Status s = impl_->Get(kInstancesCf, InstanceKey(group, ordinal), &v, "instance");
+  if (absl::IsNotFound(s)) {
+    return absl::NotFoundError(absl::StrCat("no instance ", FormatInstanceId(group, ordinal)));
+  }
+  M3SERVE_RETURN_IF_ERROR(s);
+  Instance x;
+  M3SERVE_RETURN_IF_ERROR(DecodeInstance(v, &x));
+  x.group = group;
+  x.ordinal = ordinal;
+  return x;
+}
+
+std::vector<absl::StatusOr<Instance>> Store::MultiGetInstances(
+    const std::vector<std::pair<GroupKey, uint64_t>>& keys) const {
+  std::vector<std::string> key_bytes;
+  key_bytes.reserve(keys.size());
+  for (const auto& [g, o] : keys) key_bytes.push_back(InstanceKey(g, o));
+  std::vector<rocksdb::Slice> slices;
+  slices.reserve(keys.size());
+  for (const auto& k : key_bytes) slices.emplace_back(k);
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  impl_->db->MultiGet(rocksdb::ReadOptions(), impl_->cf(kInstancesCf), keys.size(),
+                      slices.data(), values.data(), statuses.data());
+  std::vector<absl::StatusOr<Instance>> out;
+  out.reserve(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) {
+      out.push_back(absl::NotFoundError(
+          absl::StrCat("no instance ", FormatInstanceId(keys[i].first, keys[i].second))));
+      continue;
+    }
+    if (!statuses[i].ok()) {
+      out.push_back(FromRocksDbStatus(statuses[i], "read instance"));
+      continue;
+    }
+    Instance x;
+    absl::Status s = DecodeInstance(ToView(values[i]), &x);
+    if (!s.ok()) {
+      out.push_back(s);
+      continue;
+    }
+    x.group = keys[i].first;
+    x.ordinal = keys[i].second;
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+absl::Status Store::ScanGroup(const GroupKey& group, uint64_t start, uint64_t limit,
+                              const std::function<bool(Instance&&)>& fn) const {
+  uint64_t seen = 0;
+  return impl_->Iterate(
+      kInstancesCf, InstanceKey(group, start), GroupUpperBound(group),
+      [&](absl::string_view key, absl::string_view value, bool* go_on) -> absl::Status {
+        Instance x;
+        M3SERVE_RETURN_IF_ERROR(DecodeInstance(value, &x));
+        x.group = group;
+        x.ordinal = ReadBigEndian64(key.substr(key.size() - 8));
+        *go_on = fn(std::move(x)) && (limit == 0 || ++seen < limit);
+        return absl::OkStatus();
+      });
+}
+
+absl::Status Store::ForEachInstance(const std::function<bool(Instance&&)>& fn) const {
+  return impl_->Iterate(
+      kInstancesCf, "", "",
+      [&](absl::string_view key, absl::string_view value, bool* go_on) -> absl::Status {
+        Instance x;
+        M3SERVE_RETURN_IF_ERROR(ParseInstanceKey(key, &x.group, &x.ordinal));
+        M3SERVE_RETURN_IF_ERROR(DecodeInstance(value, &x));
+        *go_on = fn(std::move(x));
+        return absl::OkStatus();
+      });
+}
+
+absl::StatusOr<std::string> Store::GetImage(const Hash128& hash) const {
+  std::string v;
+  absl::Status s = impl_->Get(kImagesCf, hash.Raw(), &v, "image");
+  if (absl::IsNotFound(s)) return absl::NotFoundError(absl::StrCat("no image ", hash.Hex()));
+  M3SERVE_RETURN_IF_ERROR(s);
+  return v;
+}
+
+absl::StatusOr<ImageMeta> Store::GetImageMeta(const Hash128& hash) const {
+  std::string v;
+  absl::Status s = impl_->Get(kImageMetaCf, hash.Raw(), &v, "image meta");
+  if (absl::IsNotFound(s)) return absl::NotFoundError(absl::StrCat("no image ", hash.Hex()));
+  M3SERVE_RETURN_IF_ERROR(s);
+  ImageMeta m;
+  M3SERVE_RETURN_IF_ERROR(DecodeImageMeta(v, &m));
+  return m;
+}
+
+absl::StatusOr<bool> Store::HasImage(const Hash128& hash) const {
+  std::string v;
+  absl::Status s = impl_->Get(kImageMetaCf, hash.Raw(), &v, "image meta");
+  if (absl::IsNotFound(s)) return false;
+  M3SERVE_RETURN_IF_ERROR(s);
+  return true;
+}
+
+absl::Status Store::ForEachImageMeta(
+    const std::function<bool(const Hash128&, const ImageMeta&)>& fn) const {
+  return impl_->Iterate(kImageMetaCf, "", "",
+                        [&](absl::string_view key, absl::string_view value, bool* go_on) {
+                          auto hash = Hash128::FromRaw(key);
+                          if (!hash) return absl::DataLossError("image meta key is not 16 bytes");
+                          ImageMeta m;
+                          M3SERVE_RETURN_IF_ERROR(DecodeImageMeta(value, &m));
+                          *go_on = fn(*hash, m);
+                          return absl::OkStatus();
+                        });
+}
+
+absl::Status Store::ForEachImage(
+    const std::function<bool(const Hash128&, absl::string_view)>& fn) const {
+  return impl_->Iterate(kImagesCf, "", "",
+                        [&](absl::string_view key, absl::string_view value, bool* go_on) {
+                          auto hash = Hash128::FromRaw(key);
+                          if (!hash) return absl::DataLossError("image key is not 16 bytes");
+                          *go_on = fn(*hash, value);
+                          return absl::OkStatus();
+                        });
+}
+
+absl::Status Store::DeleteImage(const Hash128& hash) {
+  if (read_only()) return absl::FailedPreconditionError("store is open read-only");
+  rocksdb::WriteBatch wb;
+  rocksdb::Status s = wb.Delete(impl_->cf(kImagesCf), ToSlice(hash.Raw()));
+  if (s.ok()) s = wb.Delete(impl_->cf(kImageMetaCf), ToSlice(hash.Raw()));
+  if (s.ok()) s = impl_->db->Write(rocksdb::WriteOptions(), &wb);
+  return FromRocksDbStatus(s, "delete image");
+}
+
+absl::StatusOr<Catalog> Store::ReadCatalog() const {
+  Catalog c;
+  StreamingHash fp;
+  M3SERVE_RETURN_IF_ERROR(impl_->Iterate(
+      kCatalogCf, "", "",
+      [&](absl::string_view key, absl::string_view value, bool*) -> absl::Status {
+        fp.AddRecord(key);
+        fp.AddRecord(value);
+        if (key.size() < 1) return absl::DataLossError("empty catalog key");
+        const char type = key[0];
+        absl::string_view rest = key.size() > 2 ? key.substr(2) : absl::string_view();
+        if (type == 't') {
+          TaskInfo t;
+          M3SERVE_RETURN_IF_ERROR(DecodeTaskInfo(value, &t));
+          c.tasks[t.name] = std::move(t);
+        } else if (type == 'c') {
+          GroupKey g;
+          uint64_t unused;
+          std::string k(rest);
+          k.append(8, '\0');
+          M3SERVE_RETURN_IF_ERROR(ParseInstanceKey(k, &g, &unused));
+          if (value.size() != 8) return absl::DataLossError("catalog count is not 8 bytes");
+          c.counts[g] = ReadBigEndian64(value);
+        } else if (type == 'p') {
+          size_t sep = rest.find('\0');
+          if (sep == absl::string_view::npos) return absl::DataLossError("bad pool key");
+          std::vector<std::string> pool;
+          M3SERVE_RETURN_IF_ERROR(DecodeStringList(value, &pool));
+          c.pools[{std::string(rest.substr(0, sep)), std::string(rest.substr(sep + 1))}] =
+              std::move(pool);
+        } else if (type == 'i') {
+          if (value.size() != 8) return absl::DataLossError("catalog image count is not 8 bytes");
+          c.unique_images = ReadBigEndian64(value);
+        }
+        return absl::OkStatus();
+      }));
+  c.fingerprint = fp.Finish();
+  return c;
+}
+
+absl::StatusOr<std::optional<FileProgress>> Store::GetProgress(absl::string_view source_key) const {
+  std::string v;
+  absl::Status s = impl_->Get(kProgressCf, source_key, &v, "progress");
+  if (absl::IsNotFound(s)) return std::optional<FileProgress>();
+  M3SERVE_RETURN_IF_ERROR(s);
+  FileProgress p;
+  M3SERVE_RETURN_IF_ERROR(DecodeFileProgress(v, &p));
+  return std::optional<FileProgress>(std::move(p));
+}
+
+absl::Status Store::ForEachProgress(
+    const std::function<bool(absl::string_view, const FileProgress&)>& fn) const {
+  return impl_->Iterate(kProgressCf, "", "",
+                        [&](absl::string_view key, absl::string_view value, bool* go_on) {
+                          FileProgress p;
+                          M3SERVE_RETURN_IF_ERROR(DecodeFileProgress(value, &p));
+                          *go_on = fn(key, p);
+                          return absl::OkStatus();
+                        });
+}
+
+absl::Status Store::Flush() {
+  if (read_only()) return absl::OkStatus();
+  rocksdb::FlushOptions fo;
+  return FromRocksDbStatus(impl_->db->Flush(fo, impl_->cfs), "flush");
+}
+
+absl::Status Store::Checkpoint(const std::string& dir) const {
+  rocksdb::Checkpoint* raw = nullptr;
+  rocksdb::Status s = rocksdb::Checkpoint::Create(impl_->db.get(), &raw);
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  if (s.ok()) s = cp->CreateCheckpoint(dir);
+  return FromRocksDbStatus(s, absl::StrCat("checkpoint to ", dir));
+}
+
+absl::StatusOr<uint64_t> Store::DiskBytes() const {
+  std::error_code ec;
+  uint64_t total = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(path(), ec)) {
+    if (e.is_regular_file(ec)) total += e.file_size(ec);
+  }
+  if (ec) return absl::UnavailableError(absl::StrCat("list ", path(), ": ", ec.message()));
+  return total;
+}
+
+}  // namespace m3serve::storage

@@ -1,0 +1,142 @@
+// File: storage/store.h
+//
+// The m3serve store: instances indexed by (task, split, language, ordinal),
+// images kept once each by content hash, a catalog and ingest progress, in one
+// RocksDB database. Callers see only m3serve types; RocksDB stays inside.
+//
+// Thread-safety: a Store is safe for concurrent reads from many threads and
+// concurrent Write() calls. A StoreWriteBatch is not thread-safe.
+#ifndef M3SERVE_STORAGE_STORE_H_
+#define M3SERVE_STORAGE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "storage/types.h"
+
+namespace m3serve::storage {
+
+struct StoreOptions {
+  // Store directory. Required.
+  std::string path;
+  // Open without write access. Several processes may open one store read-only
+  // at the same time (e.g. server replicas on a shared volume). Default: false.
+  bool read_only = false;
+  // Create an empty store when `path` holds none (ignored when read_only).
+  // Default: true.
+  bool create_if_missing = true;
+  // Shared block cache for index, filter and data blocks. Default: 256 MiB.
+  uint64_t block_cache_bytes = 256ull << 20;
+};
+
+// A set of writes applied atomically by Store::Write: either all of them are
+// durable after a crash or SIGKILL, or none.
+class StoreWriteBatch {
+ public:
+  StoreWriteBatch();
+  ~StoreWriteBatch();
+  StoreWriteBatch(StoreWriteBatch&&) noexcept;
+  StoreWriteBatch& operator=(StoreWriteBatch&&) noexcept;
+
+  void PutInstance(const Instance& instance);
+  // Store the encoded bytes under `hash` together with their metadata.
+  void PutImage(const Hash128& hash, const ImageMeta& meta, absl::string_view bytes);
+  void PutTask(const TaskInfo& task);
+  void PutPool(absl::string_view task, absl::string_view lang,
+               const std::vector<std::string>& instructions);
+  void PutCount(const GroupKey& group, uint64_t count);
+  void PutImageCount(uint64_t unique_images);
+  void PutProgress(absl::string_view source_key, const FileProgress& progress);
+
+  // Number of operations and approximate serialized size.
+  int Count() const;
+  size_t ApproximateBytes() const;
+  void Clear();
+
+ private:
+  friend class Store;
+  struct Rep;
+  std::unique_ptr<Rep> rep_;
+};
+
+class Store {
+ public:
+  // Open (or create) the store at options.path.
+  // NotFound: no store there (read-only, or create_if_missing false).
+  // FailedPrecondition: the directory is not an m3serve store, or it is locked
+  // by another writer. DataLoss: corrupt files. Unavailable: I/O errors.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::string& path() const;
+  bool read_only() const;
+
+  // Apply `batch` atomically (WAL on, no fsync: survives process kills).
+  // FailedPrecondition when read-only; ResourceExhausted when the disk is full.
+  absl::Status Write(StoreWriteBatch* batch);
+
+  // One instance. NotFound when the group or ordinal does not exist.
+  absl::StatusOr<Instance> GetInstance(const GroupKey& group, uint64_t ordinal) const;
+
+  // Several instances in one call (in request order); each slot has its own
+  // status (NotFound for missing ones).
+  std::vector<absl::StatusOr<Instance>> MultiGetInstances(
+      const std::vector<std::pair<GroupKey, uint64_t>>& keys) const;
+
+  // Visit the instances of `group` with ordinal >= start, in ordinal order, at
+  // most `limit` of them (0 = no limit), until `fn` returns false.
+  absl::Status ScanGroup(const GroupKey& group, uint64_t start, uint64_t limit,
+                         const std::function<bool(Instance&&)>& fn) const;
+
+  // Visit every instance in key order until `fn` returns false.
+  absl::Status ForEachInstance(const std::function<bool(Instance&&)>& fn) const;
+
+  // The encoded bytes of an image. NotFound when absent.
+  absl::StatusOr<std::string> GetImage(const Hash128& hash) const;
+  // Image metadata. NotFound when absent.
+  absl::StatusOr<ImageMeta> GetImageMeta(const Hash128& hash) const;
+  // True when the image's metadata record exists (never reads the bytes).
+  absl::StatusOr<bool> HasImage(const Hash128& hash) const;
+  // Visit (hash, metadata) of every image in hash order.
+  absl::Status ForEachImageMeta(const std::function<bool(const Hash128&, const ImageMeta&)>& fn) const;
+  // Visit (hash, bytes) of every stored image in hash order. Reads all blobs.
+  absl::Status ForEachImage(const std::function<bool(const Hash128&, absl::string_view)>& fn) const;
+
+  // Remove one image's bytes and metadata (operator repair; tests).
+  absl::Status DeleteImage(const Hash128& hash);
+
+  // The whole catalog: tasks, counts, pools, unique image count, fingerprint.
+  absl::StatusOr<Catalog> ReadCatalog() const;
+
+  // Ingest progress of one source; nullopt when the source was never started.
+  absl::StatusOr<std::optional<FileProgress>> GetProgress(absl::string_view source_key) const;
+  // Every progress record (source key, progress), in key order.
+  absl::Status ForEachProgress(
+      const std::function<bool(absl::string_view, const FileProgress&)>& fn) const;
+
+  // Flush memtables to SST files.
+  absl::Status Flush();
+  // Write a consistent snapshot of the store to `dir` (must not exist), using
+  // hard links where possible. The copy opens as a normal store.
+  absl::Status Checkpoint(const std::string& dir) const;
+  // Total size of the store's files on disk, in bytes.
+  absl::StatusOr<uint64_t> DiskBytes() const;
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace m3serve::storage
+
+#endif  // M3SERVE_STORAGE_STORE_H_

@@ -1,0 +1,202 @@
+#include "storage/store.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/verify.h"
+
+namespace m3serve::storage {
+namespace {
+
+using ::m3serve::testing::IsOk;
+using ::m3serve::testing::StatusIs;
+using ::testing::HasSubstr;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("m3serve_store_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<Store> OpenRw() {
+    auto s = Store::Open({.path = dir_.string()});
+    EXPECT_THAT(s, IsOk());
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  // Write a small two-group store with shared images.
+  void Populate(Store* store) {
+    StoreWriteBatch b;
+    b.PutTask({"coco", "captioning", "MS COCO Captions", "Custom", CommercialUse::kUnknown,
+               false, Modality::kImage, "en"});
+    std::string img1 = "image-one-bytes", img2 = "image-two-bytes";
+    b.PutImage(ContentHash(img1), {ImageFormat::kJpeg, 4, 3, img1.size()}, img1);
+    b.PutImage(ContentHash(img2), {ImageFormat::kPng, 8, 6, img2.size()}, img2);
+    for (uint64_t i = 0; i < 5; ++i) {
+      Instance x;
+      x.group = {"coco", "train", "en"};
+      x.ordinal = i;
+      x.outputs = "caption " + std::to_string(i);
+      x.images = {ContentHash(i % 2 ? img2 : img1)};
+      x.source = {"train.jsonl", i + 1, 0};
+      b.PutInstance(x);
+    }
+    Instance v;
+    v.group = {"coco", "validation", "en"};
+    v.outputs = "val";
+    v.images = {ContentHash(img1), ContentHash(img2)};
+    b.PutInstance(v);
+    b.PutCount({"coco", "train", "en"}, 5);
+    b.PutCount({"coco", "validation", "en"}, 1);
+    b.PutImageCount(2);
+    b.PutPool("coco", "en", {"Describe it.", "Caption it."});
+    ASSERT_THAT(store->Write(&b), IsOk());
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(StoreTest, WritesAndReadsBack) {
+  auto store = OpenRw();
+  Populate(store.get());
+  auto x = store->GetInstance({"coco", "train", "en"}, 3);
+  ASSERT_THAT(x, IsOk());
+  EXPECT_EQ(x->outputs, "caption 3");
+  EXPECT_EQ(x->Id(), "coco/train/en/3");
+  EXPECT_THAT(store->GetInstance({"coco", "train", "en"}, 5), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store->GetImage(ContentHash("image-two-bytes")), IsOk());
+  EXPECT_EQ(*store->GetImage(ContentHash("image-two-bytes")), "image-two-bytes");
+  EXPECT_THAT(store->GetImage(ContentHash("nope")), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(store->GetImageMeta(ContentHash("image-one-bytes"))->width, 4u);
+
+  auto cat = store->ReadCatalog();
+  ASSERT_THAT(cat, IsOk());
+  EXPECT_EQ(cat->TotalInstances(), 6u);
+  EXPECT_EQ(cat->unique_images, 2u);
+  EXPECT_EQ(cat->tasks.at("coco").license, "Custom");
+  EXPECT_EQ(cat->pools.at({"coco", "en"}).size(), 2u);
+}
+
+TEST_F(StoreTest, ScanGroupStaysInsideItsRange) {
+  auto store = OpenRw();
+  Populate(store.get());
+  std::vector<uint64_t> seen;
+  ASSERT_THAT(store->ScanGroup({"coco", "train", "en"}, 1, 0, [&](Instance&& x) {
+    EXPECT_EQ(x.group.split, "train");
+    seen.push_back(x.ordinal);
+    return true;
+  }), IsOk());
+  EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3, 4}));
+  seen.clear();
+  ASSERT_THAT(store->ScanGroup({"coco", "train", "en"}, 0, 2, [&](Instance&& x) {
+    seen.push_back(x.ordinal);
+    return true;
+  }), IsOk());
+  EXPECT_EQ(seen, (std::vector<uint64_t>{0, 1}));
+}
+
+TEST_F(StoreTest, MultiGetReportsEachSlot) {
+  auto store = OpenRw();
+  Populate(store.get());
+  auto got = store->MultiGetInstances({{{"coco", "train", "en"}, 4},
+                                       {{"coco", "train", "en"}, 99},
+                                       {{"coco", "validation", "en"}, 0}});
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0]->outputs, "caption 4");
+  EXPECT_THAT(got[1], StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(got[2]->outputs, "val");
+}
+
+TEST_F(StoreTest, ReadOnlyOpenSharesAndRefusesWrites) {
+  {
+    auto store = OpenRw();
+    Populate(store.get());
+  }
+  auto a = Store::Open({.path = dir_.string(), .read_only = true});
+  auto b = Store::Open({.path = dir_.string(), .read_only = true});
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ((*a)->ReadCatalog()->fingerprint, (*b)->ReadCatalog()->fingerprint);
+  StoreWriteBatch batch;
+  batch.PutImageCount(9);
+  EXPECT_THAT((*a)->Write(&batch), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(StoreTest, SecondWriterIsRefused) {
+  auto store = OpenRw();
+  EXPECT_THAT(Store::Open({.path = dir_.string()}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("another process")));
+}
+
+TEST_F(StoreTest, MissingStoreIsNotFound) {
+  EXPECT_THAT(Store::Open({.path = dir_.string(), .read_only = true}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no m3serve store")));
+}
+
+TEST_F(StoreTest, ProgressRoundTrips) {
+  auto store = OpenRw();
+  EXPECT_FALSE(store->GetProgress("src")->has_value());
+  StoreWriteBatch b;
+  b.PutProgress("src", {"fp", 100, 3, false, 2, 2, 1});
+  ASSERT_THAT(store->Write(&b), IsOk());
+  auto p = store->GetProgress("src");
+  ASSERT_THAT(p, IsOk());
+  ASSERT_TRUE(p->has_value());
+  EXPECT_EQ((*p)->offset, 100u);
+}
+
+TEST_F(StoreTest, VerifyPassesThenFindsRemovedImage) {
+  auto store = OpenRw();
+  Populate(store.get());
+  auto ok = VerifyStore(*store);
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_TRUE(ok->ok()) << (ok->problems.empty() ? "" : ok->problems[0]);
+  EXPECT_EQ(ok->instances, 6u);
+  EXPECT_EQ(ok->images, 2u);
+
+  ASSERT_THAT(store->DeleteImage(ContentHash("image-two-bytes")), IsOk());
+  auto bad = VerifyStore(*store);
+  ASSERT_THAT(bad, IsOk());
+  EXPECT_FALSE(bad->ok());
+  EXPECT_THAT(bad->problems, ::testing::Contains(HasSubstr("references missing image")));
+  EXPECT_THAT(bad->problems, ::testing::Contains(HasSubstr("unique images")));
+  EXPECT_NE(bad->digest, ok->digest);
+}
+
+TEST_F(StoreTest, VerifyFindsOrphansAndCountMismatch) {
+  auto store = OpenRw();
+  Populate(store.get());
+  StoreWriteBatch b;
+  b.PutImage(ContentHash("orphan"), {ImageFormat::kJpeg, 1, 1, 6}, "orphan");
+  b.PutCount({"coco", "train", "en"}, 7);
+  ASSERT_THAT(store->Write(&b), IsOk());
+  auto r = VerifyStore(*store);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_THAT(r->problems, ::testing::Contains(HasSubstr("orphan")));
+  EXPECT_THAT(r->problems, ::testing::Contains(HasSubstr("catalog count 7, index holds 5")));
+}
+
+TEST_F(StoreTest, CheckpointOpensAsAStore) {
+  auto store = OpenRw();
+  Populate(store.get());
+  auto cp = dir_.string() + "_cp";
+  std::filesystem::remove_all(cp);
+  ASSERT_THAT(store->Checkpoint(cp), IsOk());
+  auto copy = Store::Open({.path = cp, .read_only = true});
+  ASSERT_THAT(copy, IsOk());
+  EXPECT_EQ((*copy)->ReadCatalog()->TotalInstances(), 6u);
+  EXPECT_EQ(VerifyStore(**copy)->digest, VerifyStore(*store)->digest);
+  copy->reset();
+  std::filesystem::remove_all(cp);
+}
+
+}  // namespace
+}  // namespace m3serve::storage
