@@ -1,0 +1,372 @@
+#include "admin/commands.h"
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/cli.h"
+#include "common/json_writer.h"
+#include "ingest/ingester.h"
+#include "ingest/sample.h"
+#include "ingest/task_registry.h"
+#include "storage/store.h"
+#include "storage/verify.h"
+
+namespace m3serve::admin {
+namespace {
+
+using storage::Store;
+
+// Parse flags; on error or --help print and set *exit_code. Returns true to go on.
+bool ParseOrExit(FlagSet& flags, int argc, char** argv, std::vector<std::string>* args,
+                 int* exit_code) {
+  absl::Status s = flags.Parse(argc, argv, 2, args);
+  if (!s.ok()) {
+    std::fprintf(stderr, "m3serve-admin %s: %s\n", argv[1], std::string(s.message()).c_str());
+    *exit_code = kExitUsage;
+    return false;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Help().c_str(), stdout);
+    *exit_code = kExitOk;
+    return false;
+  }
+  return true;
+}
+
+int Fatal(const char* cmd, const absl::Status& s) {
+  std::fprintf(stderr, "m3serve-admin %s: %s\n", cmd, s.ToString().c_str());
+  return kExitFatal;
+}
+
+int Usage(const char* cmd, const std::string& msg) {
+  std::fprintf(stderr, "m3serve-admin %s: %s (see --help)\n", cmd, msg.c_str());
+  return kExitUsage;
+}
+
+absl::StatusOr<std::unique_ptr<Store>> OpenReadOnly(const std::string& db) {
+  return Store::Open({.path = db, .read_only = true});
+}
+
+std::string Pad(const std::string& s, size_t width) {
+  return s.size() >= width ? s + " " : s + std::string(width - s.size(), ' ');
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+int IngestCommand(int argc, char** argv) {
+  std::string db, task, split, lang, rejects, metadata, overrides, image_check = "header",
+      progress = "auto";
+  std::vector<std::string> tasks;
+  int64_t threads = 0, max_line = 1ll << 30, max_pixels = 100'000'000, commit_bytes = 64ll << 20;
+  bool json = false;
+  FlagSet flags("m3serve-admin ingest --db DIR [flags] SOURCE...",
+                "Read M3IT / M3IT-80 repositories or canonical JSONL files into the store at DIR.\n"
+                "A SOURCE is an M3IT repository root (data/<category>/<folder>/...), an M3IT-80\n"
+                "root (data/<task>/<task>_<split>_<lang>.jsonl), or one canonical JSONL file\n"
+                "(instruction, inputs, image_base64_str, outputs, meta) with --task/--split/--lang.\n"
+                "Bad lines are written to the rejects file and never stop the run. Ingesting a\n"
+                "source again adds nothing; an interrupted ingest continues where it stopped.");
+  flags.String("db", &db, "store directory (created if missing)", "DIR");
+  flags.String("task", &task, "task of a canonical JSONL SOURCE", "NAME");
+  flags.String("split", &split, "split of a canonical JSONL SOURCE (train|validation|test)", "NAME");
+  flags.String("lang", &lang, "language of a canonical JSONL SOURCE (ISO 639-1/3)", "CODE");
+  flags.List("tasks", &tasks, "only ingest these tasks (HF config names)");
+  flags.Int("threads", &threads, "parsing / image-check threads (0 = one per core)");
+  flags.String("rejects", &rejects, "JSONL file receiving rejected lines (default DIR/rejects.jsonl)", "FILE");
+  flags.Int("max-line-bytes", &max_line, "reject lines longer than this");
+  flags.Int("max-image-pixels", &max_pixels, "reject images whose header claims more pixels");
+  flags.String("image-check", &image_check, "header: format, size and trailer; decode: also decode", "MODE");
+  flags.String("task-metadata", &metadata, "task metadata file (default: data/m3it_tasks.json shipped with m3serve)", "FILE");
+  flags.String("task-overrides", &overrides, "operator overrides of task metadata (same format)", "FILE");
+  flags.String("progress", &progress, "auto | bar | log | none", "MODE");
+  flags.Int("commit-bytes", &commit_bytes, "commit to the store every this many bytes of rows");
+  flags.Bool("json", &json, "print a machine-readable summary on stdout");
+  flags.set_epilog(
+      "exit status:\n  0  all lines ingested\n  3  some lines rejected (see the rejects file); the rest was ingested\n"
+      "  1  fatal error (store not writable, SOURCE not a dataset)\n  2  usage error");
+  std::vector<std::string> sources;
+  int code;
+  if (!ParseOrExit(flags, argc, argv, &sources, &code)) return code;
+  if (db.empty()) return Usage("ingest", "--db is required");
+  if (sources.empty()) return Usage("ingest", "no SOURCE given");
+  if (image_check != "header" && image_check != "decode") {
+    return Usage("ingest", "--image-check must be header or decode");
+  }
+  ingest::IngestOptions options;
+  if (progress == "auto") options.progress = ingest::ProgressMode::kAuto;
+  else if (progress == "bar") options.progress = ingest::ProgressMode::kBar;
+  else if (progress == "log") options.progress = ingest::ProgressMode::kLog;
+  else if (progress == "none") options.progress = ingest::ProgressMode::kNone;
+  else return Usage("ingest", "--progress must be auto, bar, log or none");
+  if (max_line <= 0 || max_pixels <= 0 || threads < 0 || commit_bytes <= 0) {
+    return Usage("ingest",
+                 "--max-line-bytes, --max-image-pixels, --commit-bytes and --threads must be positive");
+  }
+
+  if (metadata.empty()) metadata = ingest::TaskRegistry::DefaultMetadataPath();
+  auto registry = ingest::TaskRegistry::Load(metadata, overrides);
+  if (!registry.ok()) return Fatal("ingest", registry.status());
+  auto store = Store::Open({.path = db});
+  if (!store.ok()) return Fatal("ingest", store.status());
+
+  options.sources = sources;
+  options.discover = {task, split, lang, tasks};
+  options.threads = static_cast<int>(threads);
+  options.rejects_path = rejects;
+  options.max_line_bytes = static_cast<uint64_t>(max_line);
+  options.images.max_pixels = static_cast<uint64_t>(max_pixels);
+  options.images.full_decode = image_check == "decode";
+  options.commit_bytes = static_cast<size_t>(commit_bytes);
+  auto report = ingest::Ingest(store->get(), *registry, options);
+  if (!report.ok()) return Fatal("ingest", report.status());
+  const ingest::IngestReport& r = *report;
+
+  if (json) {
+    JsonWriter w(2);
+    w.BeginObject().Key("files").BeginArray();
+    for (const auto& f : r.files) {
+      w.BeginObject().Key("path").String(f.path).Key("rel_path").String(f.rel_path)
+          .Key("task").String(f.group.task).Key("split").String(f.group.split)
+          .Key("lang").String(f.group.lang).Key("status").String(f.status)
+          .Key("lines").Uint(f.lines).Key("empty_lines").Uint(f.empty_lines)
+          .Key("rows").Uint(f.rows).Key("instances").Uint(f.instances)
+          .Key("rejected").Uint(f.rejected).EndObject();
+    }
+    w.EndArray().Key("warnings").BeginArray();
+    for (const auto& s : r.warnings) w.String(s);
+    w.EndArray().Key("totals").BeginObject()
+        .Key("files").Uint(r.files.size()).Key("lines").Uint(r.lines)
+        .Key("empty_lines").Uint(r.empty_lines).Key("rows").Uint(r.rows)
+        .Key("instances").Uint(r.instances).Key("rejected").Uint(r.rejected)
+        .Key("new_images").Uint(r.new_images).Key("bytes_read").Uint(r.bytes_read)
+        .Key("seconds").Double(r.seconds).EndObject()
+        .Key("rejects_file").String(r.rejected ? r.rejects_path : "")
+        .Key("exit_code").Int(r.ExitCode()).EndObject();
+    std::cout << w.str() << std::endl;
+  } else {
+    size_t width = 20;
+    for (const auto& f : r.files) width = std::max(width, f.rel_path.size() + 2);
+    for (const auto& f : r.files) {
+      std::cout << Pad(f.rel_path, width) << Pad(f.group.ToString(), 28)
+                << absl::StrFormat("lines %-7d rows %-7d instances %-7d rejected %-5d %s", f.lines,
+                                   f.rows, f.instances, f.rejected, f.status)
+                << "\n";
+    }
+    for (const auto& s : r.warnings) std::cout << "warning: " << s << "\n";
+    std::cout << absl::StrFormat(
+        "ingested %d rows (%d instances, %d new images) from %d files, %d lines read, %d empty, "
+        "%d rejected, %.1f MB in %.1f s\n",
+        r.rows, r.instances, r.new_images, r.files.size(), r.lines, r.empty_lines, r.rejected,
+        r.bytes_read / 1e6, r.seconds);
+    if (r.rejected) std::cout << "rejected lines: " << r.rejects_path << "\n";
+  }
+  return r.ExitCode();
+}
+
+// ---------------------------------------------------------------------------
+
+int StatsCommand(int argc, char** argv) {
+  std::string db;
+  bool json = false;
+  FlagSet flags("m3serve-admin stats --db DIR [--json]",
+                "Print the catalog of a store: instances per task, split and language, unique\n"
+                "images, and per task its category, license, commercial use and instructions.");
+  flags.String("db", &db, "store directory", "DIR");
+  flags.Bool("json", &json, "machine-readable output");
+  std::vector<std::string> args;
+  int code;
+  if (!ParseOrExit(flags, argc, argv, &args, &code)) return code;
+  if (db.empty()) return Usage("stats", "--db is required");
+  if (!args.empty()) return Usage("stats", "unexpected argument '" + args[0] + "'");
+  auto store = OpenReadOnly(db);
+  if (!store.ok()) return Fatal("stats", store.status());
+  auto catalog = (*store)->ReadCatalog();
+  if (!catalog.ok()) return Fatal("stats", catalog.status());
+  const storage::Catalog& c = *catalog;
+
+  std::map<std::string, uint64_t> instructions, task_instances;
+  std::map<std::string, std::map<std::string, uint64_t>> by_lang;
+  for (const auto& [key, pool] : c.pools) {
+    instructions[key.first] += pool.size();
+    by_lang[key.first][key.second] = pool.size();
+  }
+  for (const auto& [g, n] : c.counts) task_instances[g.task] += n;
+
+  if (json) {
+    JsonWriter w(2);
+    w.BeginObject().Key("instances").Uint(c.TotalInstances())
+        .Key("unique_images").Uint(c.unique_images)
+        .Key("fingerprint").String(c.fingerprint.Hex())
+        .Key("groups").BeginArray();
+    for (const auto& [g, n] : c.counts) {
+      if (n == 0) continue;
+      w.BeginObject().Key("task").String(g.task).Key("split").String(g.split)
+          .Key("lang").String(g.lang).Key("instances").Uint(n).EndObject();
+    }
+    w.EndArray().Key("tasks").BeginArray();
+    for (const auto& [name, t] : c.tasks) {
+      w.BeginObject().Key("name").String(name).Key("category").String(t.category)
+          .Key("license").String(t.license)
+          .Key("commercial_use").String(storage::CommercialUseName(t.commercial_use))
+          .Key("instructions").Uint(instructions[name])
+          .Key("source_dataset").String(t.source_dataset)
+          .Key("held_out").Bool(t.held_out)
+          .Key("modality").String(storage::ModalityName(t.modality))
+          .Key("instances").Uint(task_instances[name])
+          .Key("instructions_by_lang").BeginObject();
+      for (const auto& [l, n] : by_lang[name]) w.Key(l).Uint(n);
+      w.EndObject().EndObject();
+    }
+    w.EndArray().EndObject();
+    std::cout << w.str() << std::endl;
+    return kExitOk;
+  }
+  std::cout << absl::StrFormat("store %s: %d instances, %d unique images, %d tasks, %d groups\n",
+                               db, c.TotalInstances(), c.unique_images, c.tasks.size(), c.counts.size());
+  std::cout << "fingerprint " << c.fingerprint.Hex() << "\n\n";
+  std::cout << absl::StrFormat("%-28s %-12s %-8s %10s\n", "TASK", "SPLIT", "LANG", "INSTANCES");
+  for (const auto& [g, n] : c.counts) {
+    if (n == 0) continue;
+    std::cout << absl::StrFormat("%-28s %-12s %-8s %10d\n", g.task, g.split, g.lang, n);
+  }
+  std::cout << "\n" << absl::StrFormat("%-28s %-15s %-16s %-10s %-9s %-6s %s\n", "TASK", "CATEGORY",
+                                       "LICENSE", "COMMERCIAL", "HELD-OUT", "INSTR", "SOURCE");
+  for (const auto& [name, t] : c.tasks) {
+    std::cout << absl::StrFormat("%-28s %-15s %-16s %-10s %-9s %-6d %s\n", name, t.category, t.license,
+                                 storage::CommercialUseName(t.commercial_use),
+                                 t.held_out ? "yes" : "no", instructions[name], t.source_dataset);
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------
+
+int VerifyCommand(int argc, char** argv) {
+  std::string db;
+  bool json = false;
+  int64_t max_problems = 100;
+  FlagSet flags("m3serve-admin verify --db DIR [--json]",
+                "Check a store: every instance's images exist, ordinals are dense and match the\n"
+                "catalog, no image is orphaned, every image's bytes hash to its key. Prints the\n"
+                "store's content digest (equal digests = equal content).");
+  flags.String("db", &db, "store directory", "DIR");
+  flags.Bool("json", &json, "machine-readable output");
+  flags.Int("max-problems", &max_problems, "list at most this many problems");
+  flags.set_epilog("exit status:\n  0  consistent\n  3  problems found (listed)\n  1  the store cannot be read");
+  std::vector<std::string> args;
+  int code;
+  if (!ParseOrExit(flags, argc, argv, &args, &code)) return code;
+  if (db.empty()) return Usage("verify", "--db is required");
+  auto store = OpenReadOnly(db);
+  if (!store.ok()) return Fatal("verify", store.status());
+  auto report = storage::VerifyStore(**store, static_cast<size_t>(std::max<int64_t>(1, max_problems)));
+  if (!report.ok()) return Fatal("verify", report.status());
+  const auto& r = *report;
+  if (json) {
+    JsonWriter w(2);
+    w.BeginObject().Key("ok").Bool(r.ok()).Key("digest").String(r.digest.Hex())
+        .Key("instances").Uint(r.instances).Key("groups").Uint(r.groups)
+        .Key("images").Uint(r.images).Key("image_refs").Uint(r.image_refs)
+        .Key("image_bytes").Uint(r.image_bytes).Key("problem_count").Uint(r.problem_count)
+        .Key("problems").BeginArray();
+    for (const auto& p : r.problems) w.String(p);
+    w.EndArray().EndObject();
+    std::cout << w.str() << std::endl;
+  } else {
+    for (const auto& p : r.problems) std::cout << "problem: " << p << "\n";
+    if (r.problem_count > r.problems.size()) {
+      std::cout << "... and " << (r.problem_count - r.problems.size()) << " more problems\n";
+    }
+    std::cout << absl::StrFormat(
+        "%s: %d instances in %d groups, %d images (%.1f MB), %d image references, %d problems\n"
+        "digest %s\n",
+        r.ok() ? "OK" : "FAILED", r.instances, r.groups, r.images, r.image_bytes / 1e6, r.image_refs,
+        r.problem_count, r.digest.Hex());
+  }
+  return r.ok() ? kExitOk : kExitDataProblems;
+}
+
+// ---------------------------------------------------------------------------
+
+int SampleCommand(int argc, char** argv) {
+  std::string out, size = "96x72";
+  int64_t seed = 1, scale = 1, quality = 90;
+  bool bad_lines = false, json = false;
+  FlagSet flags("m3serve-admin sample --out DIR [--seed S] [--scale K] [--bad-lines]",
+                "Write a synthetic dataset in the real M3IT and M3IT-80 layouts (DIR/M3IT,\n"
+                "DIR/M3IT-80) with JPEG and PNG images drawn with OpenCV, and DIR/expected.json\n"
+                "with the counts a correct ingest produces. Deterministic for a seed.");
+  flags.String("out", &out, "output directory", "DIR");
+  flags.Int("seed", &seed, "random seed", "S");
+  flags.Int("scale", &scale, "multiply the number of rows", "K");
+  flags.String("image-size", &size, "size of the drawn images", "WxH");
+  flags.Int("jpeg-quality", &quality, "JPEG quality of the drawn images");
+  flags.Bool("bad-lines", &bad_lines, "also write DIR/bad/bad_lines.jsonl with every kind of bad line");
+  flags.Bool("json", &json, "print a machine-readable summary");
+  std::vector<std::string> args;
+  int code;
+  if (!ParseOrExit(flags, argc, argv, &args, &code)) return code;
+  if (out.empty()) return Usage("sample", "--out is required");
+  std::vector<std::string> wh = absl::StrSplit(size, 'x');
+  int w = 0, h = 0;
+  if (wh.size() != 2 || !absl::SimpleAtoi(wh[0], &w) || !absl::SimpleAtoi(wh[1], &h)) {
+    return Usage("sample", "--image-size must look like 640x480");
+  }
+  ingest::SampleOptions o;
+  o.out = out;
+  o.seed = static_cast<uint64_t>(seed);
+  o.scale = static_cast<int>(scale);
+  o.image_width = w;
+  o.image_height = h;
+  o.jpeg_quality = static_cast<int>(quality);
+  o.bad_lines = bad_lines;
+  auto r = ingest::WriteSample(o);
+  if (!r.ok()) return Fatal("sample", r.status());
+  if (json) {
+    JsonWriter jw(2);
+    jw.BeginObject().Key("out").String(out).Key("instances").Uint(r->expected_instances)
+        .Key("unique_images").Uint(r->expected_unique_images).Key("jsonl_bytes").Uint(r->jsonl_bytes)
+        .Key("sources").BeginArray();
+    for (const auto& s : r->sources) jw.String(s);
+    jw.EndArray().EndObject();
+    std::cout << jw.str() << std::endl;
+  } else {
+    std::cout << absl::StrFormat("wrote %s: %.1f MB of JSONL, %d instances expected, %d unique images\n",
+                                 out, r->jsonl_bytes / 1e6, r->expected_instances,
+                                 r->expected_unique_images);
+    for (const auto& s : r->sources) std::cout << "source: " << s << "\n";
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------
+
+int CheckpointCommand(int argc, char** argv) {
+  std::string db, out;
+  FlagSet flags("m3serve-admin checkpoint --db DIR --out DIR",
+                "Write a consistent snapshot of the store at --db to --out (a new directory),\n"
+                "using hard links where possible. Servers open the snapshot read-only.");
+  flags.String("db", &db, "store directory", "DIR");
+  flags.String("out", &out, "snapshot directory (must not exist)", "DIR");
+  std::vector<std::string> args;
+  int code;
+  if (!ParseOrExit(flags, argc, argv, &args, &code)) return code;
+  if (db.empty() || out.empty()) return Usage("checkpoint", "--db and --out are required");
+  auto store = Store::Open({.path = db, .create_if_missing = false});
+  if (!store.ok()) return Fatal("checkpoint", store.status());
+  absl::Status s = (*store)->Checkpoint(out);
+  if (!s.ok()) return Fatal("checkpoint", s);
+  std::cout << "checkpoint written to " << out << "\n";
+  return kExitOk;
+}
+
+}  // namespace m3serve::admin
