@@ -133,12 +133,31 @@ void LoadPool(const PoolFile& pool, const std::string& task, std::vector<std::st
       }
       dom::object obj;
       if (!e.get_object().get(obj)) {
+        // {"instruction": "..."}, {"instructions": [...]}, or {"<task>": "..." | [...]};
+        // a "task" / "dataset" field naming another task skips the line.
         std::string_view t;
-        if (!obj["task"].get_string().get(t) && t != task) continue;  // another task's entry
-        if (!obj["instruction"].get_string().get(s)) {
-          out->emplace_back(s);
+        if ((!obj["task"].get_string().get(t) || !obj["dataset"].get_string().get(t)) && t != task) {
           continue;
         }
+        size_t before = out->size();
+        auto take = [&](dom::element v) {
+          std::string_view one;
+          dom::array many;
+          if (!v.get_string().get(one)) {
+            out->emplace_back(one);
+          } else if (!v.get_array().get(many)) {
+            for (dom::element item : many) {
+              if (!item.get_string().get(one)) out->emplace_back(one);
+            }
+          }
+        };
+        for (const char* key : {"instruction", "instructions"}) {
+          dom::element v;
+          if (!obj[key].get(v)) take(v);
+        }
+        dom::element v;
+        if (!obj[std::string_view(task)].get(v)) take(v);
+        if (out->size() > before) continue;
       }
       warnings->push_back(absl::StrCat(pool.path, ":", l.number,
                                        ": expected a string or an object with \"instruction\"; skipped"));

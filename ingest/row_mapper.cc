@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "common/base64.h"
+#include "common/hash.h"
 #include "common/image_probe.h"
 #include "common/json_writer.h"
 #include "common/status_macros.h"
@@ -388,6 +389,40 @@ absl::Status ImagenetClass(dom::object row, const TaskAux* aux, Text* t) {
                                                  " lines)"));
 }
 
+// Something-Something rows become a lettered multiple choice, as in the M3IT
+// loader: the true class among distractors drawn from labels.json, at a
+// position chosen by the row (deterministic: a pure function of the line),
+// outputs "(X) classname". Without a labels.json the class name is the output.
+void SsOptions(const std::string& true_class, const RowContext& ctx, Text* t) {
+  constexpr size_t kOptions = 4;
+  if (ctx.aux == nullptr || ctx.aux->class_to_label.size() < kOptions) {
+    t->outputs = true_class;
+    t->has_outputs = true;
+    return;
+  }
+  std::vector<const std::string*> classes;
+  for (const auto& [name, label] : ctx.aux->class_to_label) {
+    if (name != true_class) classes.push_back(&name);
+  }
+  uint64_t h = Hash64(absl::StrCat(ctx.line, "|", true_class), 0x55);
+  std::vector<std::string> options;
+  for (size_t i = 0; options.size() + 1 < kOptions && !classes.empty(); ++i) {
+    size_t pick = (h + i * 0x9E3779B97F4A7C15ull) % classes.size();
+    options.push_back(*classes[pick]);
+    classes.erase(classes.begin() + static_cast<std::ptrdiff_t>(pick));
+  }
+  size_t pos = h % (options.size() + 1);
+  options.insert(options.begin() + static_cast<std::ptrdiff_t>(pos), true_class);
+  std::string inputs;
+  for (size_t i = 0; i < options.size(); ++i) {
+    absl::StrAppend(&inputs, i ? "\n" : "", "(", std::string(1, char('A' + i)), ") ", options[i]);
+  }
+  if (t->inputs.empty()) t->inputs = inputs;
+  else t->inputs = absl::StrCat(t->inputs, "\n", inputs);
+  t->outputs = absl::StrCat("(", std::string(1, char('A' + pos)), ") ", true_class);
+  t->has_outputs = true;
+}
+
 }  // namespace
 
 absl::Status MapRow(dom::element row_el, const RowContext& ctx, std::vector<DraftInstance>* out) {
@@ -559,8 +594,7 @@ absl::Status MapRow(dom::element row_el, const RowContext& ctx, std::vector<Draf
             label = it->second;
           }
         }
-        t.outputs = label;
-        t.has_outputs = true;
+        SsOptions(label, ctx, &t);
       }
       break;
     }

@@ -167,8 +167,28 @@ TEST_F(RowMapperTest, SsClassFromLabelsJson) {
   ASSERT_THAT(aux, IsOk());
   std::vector<DraftInstance> out;
   ASSERT_THAT(Map(R"({"video_str": ["$IMG", "$IMG2"], "label": 1})", Mapping::kSs, &out, &*aux), IsOk());
-  EXPECT_EQ(out[0].outputs, "Pulling something");
+  EXPECT_EQ(out[0].outputs, "Pulling something");  // too few classes for options
   EXPECT_EQ(out[0].images.size(), 2u);
+
+  WriteFile(dir.path() / "labels.json",
+            R"({"Pushing something": "0", "Pulling something": "1", "Dropping something": "2",
+                "Lifting something": "3", "Turning something": "4"})");
+  auto five = LoadTaskAux(dir.str());
+  ASSERT_THAT(five, IsOk());
+  out.clear();
+  ASSERT_THAT(Map(R"({"video_str": ["$IMG"], "label": "3"})", Mapping::kSs, &out, &*five, nullptr, 12), IsOk());
+  // Lettered options, the true class among them, outputs "(X) class".
+  const std::string& in = out[0].inputs;
+  EXPECT_THAT(in, HasSubstr("(A) "));
+  EXPECT_THAT(in, HasSubstr("(D) "));
+  EXPECT_THAT(in, HasSubstr("Lifting something"));
+  ASSERT_EQ(out[0].outputs.size(), std::string("(X) Lifting something").size());
+  EXPECT_THAT(out[0].outputs, ::testing::EndsWith(") Lifting something"));
+  EXPECT_THAT(in, HasSubstr(out[0].outputs));
+  // Deterministic for the same line.
+  std::vector<DraftInstance> again;
+  ASSERT_THAT(Map(R"({"video_str": ["$IMG"], "label": "3"})", Mapping::kSs, &again, &*five, nullptr, 12), IsOk());
+  EXPECT_EQ(again[0].inputs, in);
 }
 
 TEST_F(RowMapperTest, TranslatedRowsJoinEnglishImages) {
