@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <memory>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -69,7 +70,11 @@ void FlagSet::List(const std::string& name, std::vector<std::string>* out,
                    const std::string& help, const std::string& value_name) {
   std::string def;
   for (const auto& s : *out) absl::StrAppend(&def, def.empty() ? "" : ",", s);
-  flags_.push_back({name, help, value_name, def, false, [out](const std::string& v) {
+  // The first use on the command line replaces the default; later uses append.
+  auto replaced = std::make_shared<bool>(false);
+  flags_.push_back({name, help, value_name, def, false, [out, replaced](const std::string& v) {
+                      if (!*replaced) out->clear();
+                      *replaced = true;
                       for (auto& item : SplitList(v)) out->push_back(std::move(item));
                       return absl::OkStatus();
                     }});

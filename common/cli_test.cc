@@ -26,7 +26,7 @@ TEST(FlagSetTest, ParsesAllForms) {
   std::string db;
   int64_t scale = 1;
   bool json = false, tty = true;
-  std::vector<std::string> tasks;
+  std::vector<std::string> tasks{"default-task"};
   FlagSet flags("t", "d");
   flags.String("db", &db, "store");
   flags.Int("scale", &scale, "scale");

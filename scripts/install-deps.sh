@@ -17,6 +17,8 @@ PACKAGES=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # metrics
+  prometheus-cpp-dev
   # python client, tests, manifests checks
   python3 python3-grpcio python3-protobuf python3-numpy python3-pytest python3-yaml
 )

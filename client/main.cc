@@ -1,0 +1,438 @@
+// m3serve-client: talk to m3serve servers from the command line.
+//
+//   m3serve-client catalog [--target HOST:PORT,...] [--json]
+//   m3serve-client count [selection flags] [--json]
+//   m3serve-client stream [selection, sharding, order, image flags] [--dump DIR] [--json]
+//   m3serve-client get ID... [image flags] [--json]
+//   m3serve-client bench [stream flags] [--seconds N]
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/dataset_client.h"
+#include "common/base64.h"
+#include "common/cli.h"
+#include "common/json_writer.h"
+
+namespace {
+
+using namespace m3serve;  // NOLINT
+namespace v1 = m3serve::v1;
+
+constexpr char kUsage[] =
+    "usage: m3serve-client COMMAND [flags]\n\n"
+    "commands:\n"
+    "  catalog   tasks, languages, splits, counts, dataset version, license policy\n"
+    "  count     how many instances a selection matches (total and per group)\n"
+    "  stream    stream one shard of a selection (summary per batch, or --dump DIR)\n"
+    "  get       fetch instances by id (task/split/lang/ordinal)\n"
+    "  bench     measure instances/s, images/s and MB/s over a stream\n\n"
+    "Run `m3serve-client COMMAND --help` for the flags of a command.\n";
+
+// Flags shared by the commands; each command registers the groups it uses.
+struct Flags {
+  std::vector<std::string> targets{"127.0.0.1:50051"};
+  std::vector<std::string> tasks, categories, splits, languages, licenses, exclude_tasks;
+  bool commercial_use_only = false;
+  std::string modality;
+  int64_t shard_index = 0, shard_count = 1, seed = 0, epoch = 0, batch_size = 32, limit = 0,
+          width = 0, height = 0, max_images = 0, max_message_bytes = 0, seconds = 0;
+  bool drop_remainder = false, shuffle = false, resample = false, json = false;
+  std::string images = "encoded", resize = "fit", resume_token, dump;
+  double deadline_seconds = 30;
+
+  void Target(FlagSet& f) {
+    f.List("target", &targets, "server addresses; streams fail over between them", "HOST:PORT,...");
+    f.Double("deadline", &deadline_seconds, "deadline of unary calls, seconds");
+    f.Bool("json", &json, "machine-readable output");
+  }
+  void Selection(FlagSet& f) {
+    f.List("tasks", &tasks, "tasks (HF config names)");
+    f.List("categories", &categories, "categories");
+    f.List("splits", &splits, "splits (train, validation, test)");
+    f.List("languages", &languages, "languages (ISO 639 codes)");
+    f.List("licenses", &licenses, "licenses (allow list)");
+    f.Bool("commercial-use-only", &commercial_use_only, "only tasks whose terms allow commercial use");
+    f.List("exclude-tasks", &exclude_tasks, "tasks to leave out");
+    f.String("modality", &modality, "image or video", "M");
+  }
+  void Images(FlagSet& f) {
+    f.String("images", &images, "encoded | decoded | none", "MODE");
+    f.Int("width", &width, "decoded target width");
+    f.Int("height", &height, "decoded target height");
+    f.String("resize", &resize, "fit | fill | stretch", "MODE");
+    f.Int("max-images", &max_images, "at most this many images per instance (0: all)");
+    f.Bool("resample-instructions", &resample, "re-sample instructions from the task pools");
+    f.Int("seed", &seed, "seed (shuffle order, instruction sampling)");
+    f.Int("epoch", &epoch, "epoch (shuffle order, instruction sampling)");
+  }
+  void Stream(FlagSet& f) {
+    f.Int("shard-index", &shard_index, "this worker's shard");
+    f.Int("shard-count", &shard_count, "number of shards");
+    f.Bool("drop-remainder", &drop_remainder, "equal shard sizes (drop the last N mod count)");
+    f.Bool("shuffle", &shuffle, "seeded shuffle instead of key order");
+    f.Int("batch-size", &batch_size, "instances per batch");
+    f.Int("max-message-bytes", &max_message_bytes, "byte cap per message (0: server default)");
+    f.String("resume-token", &resume_token, "continue a stream (base64 token printed by a previous run)", "B64");
+    f.Int("limit", &limit, "stop after this many instances (0: whole shard)");
+  }
+
+  absl::Status FillSelection(v1::Selection* s) const {
+    for (const auto& x : tasks) s->add_tasks(x);
+    for (const auto& x : categories) s->add_categories(x);
+    for (const auto& x : splits) s->add_splits(x);
+    for (const auto& x : languages) s->add_languages(x);
+    for (const auto& x : licenses) s->add_licenses(x);
+    for (const auto& x : exclude_tasks) s->add_exclude_tasks(x);
+    s->set_commercial_use_only(commercial_use_only);
+    if (modality == "image") s->set_modality(v1::MODALITY_IMAGE);
+    else if (modality == "video") s->set_modality(v1::MODALITY_VIDEO);
+    else if (!modality.empty()) return absl::InvalidArgumentError("--modality must be image or video");
+    return absl::OkStatus();
+  }
+  absl::Status FillImages(v1::ImageOptions* o) const {
+    if (images == "encoded") o->set_mode(v1::IMAGE_MODE_ENCODED);
+    else if (images == "decoded") o->set_mode(v1::IMAGE_MODE_DECODED);
+    else if (images == "none") o->set_mode(v1::IMAGE_MODE_NONE);
+    else return absl::InvalidArgumentError("--images must be encoded, decoded or none");
+    if (resize == "fit") o->set_resize(v1::RESIZE_MODE_FIT);
+    else if (resize == "fill") o->set_resize(v1::RESIZE_MODE_FILL);
+    else if (resize == "stretch") o->set_resize(v1::RESIZE_MODE_STRETCH);
+    else return absl::InvalidArgumentError("--resize must be fit, fill or stretch");
+    if (width < 0 || height < 0 || max_images < 0) return absl::InvalidArgumentError("negative size");
+    o->set_width(static_cast<uint32_t>(width));
+    o->set_height(static_cast<uint32_t>(height));
+    o->set_max_images_per_instance(static_cast<uint32_t>(max_images));
+    return absl::OkStatus();
+  }
+  absl::Status FillStream(v1::StreamRequest* r) const {
+    if (absl::Status s = FillSelection(r->mutable_selection()); !s.ok()) return s;
+    if (absl::Status s = FillImages(r->mutable_images()); !s.ok()) return s;
+    if (shard_index < 0 || shard_count < 0 || batch_size < 0 || limit < 0 || max_message_bytes < 0) {
+      return absl::InvalidArgumentError("negative number in a stream flag");
+    }
+    r->mutable_sharding()->set_index(static_cast<uint32_t>(shard_index));
+    r->mutable_sharding()->set_count(static_cast<uint32_t>(shard_count));
+    r->mutable_sharding()->set_drop_remainder(drop_remainder);
+    r->set_order(shuffle ? v1::ORDER_SHUFFLED : v1::ORDER_SEQUENTIAL);
+    r->set_seed(static_cast<uint64_t>(seed));
+    r->set_epoch(static_cast<uint64_t>(epoch));
+    r->set_instructions(resample ? v1::INSTRUCTION_MODE_RESAMPLE : v1::INSTRUCTION_MODE_AS_INGESTED);
+    r->set_batch_size(static_cast<uint32_t>(batch_size));
+    r->set_max_message_bytes(static_cast<uint64_t>(max_message_bytes));
+    r->set_limit(static_cast<uint64_t>(limit));
+    if (!resume_token.empty()) {
+      std::string raw;
+      if (absl::Status s = Base64Decode(resume_token, &raw); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("--resume-token: ", s.message()));
+      }
+      r->set_resume_token(raw);
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::unique_ptr<client::DatasetClient>> Client() const {
+    client::ClientOptions o;
+    o.targets = targets;
+    o.unary_deadline = absl::Milliseconds(static_cast<int64_t>(deadline_seconds * 1000));
+    return client::DatasetClient::Create(o);
+  }
+};
+
+int Fail(const std::string& cmd, const absl::Status& s) {
+  std::fprintf(stderr, "m3serve-client %s: %s: %s\n", cmd.c_str(),
+               absl::StatusCodeToString(s.code()).c_str(), std::string(s.message()).c_str());
+  return 1;
+}
+
+const char* FormatName(v1::Image::Format f) {
+  switch (f) {
+    case v1::Image::FORMAT_JPEG: return "jpeg";
+    case v1::Image::FORMAT_PNG: return "png";
+    case v1::Image::FORMAT_GIF: return "gif";
+    case v1::Image::FORMAT_BMP: return "bmp";
+    case v1::Image::FORMAT_WEBP: return "webp";
+    case v1::Image::FORMAT_TIFF: return "tiff";
+    case v1::Image::FORMAT_RGB8: return "rgb8";
+    default: return "unknown";
+  }
+}
+
+void InstanceJson(const v1::Instance& x, JsonWriter& w) {
+  w.BeginObject().Key("id").String(x.id()).Key("task").String(x.task()).Key("split").String(x.split())
+      .Key("language").String(x.language()).Key("instruction").String(x.instruction())
+      .Key("inputs").String(x.inputs()).Key("outputs").String(x.outputs())
+      .Key("license").String(x.license()).Key("source_dataset").String(x.source_dataset())
+      .Key("shard_position").Uint(x.shard_position());
+  if (!x.meta_json().empty()) w.Key("meta").Raw(x.meta_json());
+  w.Key("images").BeginArray();
+  for (const auto& img : x.images()) {
+    w.BeginObject().Key("format").String(FormatName(img.format())).Key("width").Uint(img.width())
+        .Key("height").Uint(img.height()).Key("bytes").Uint(img.data().size())
+        .Key("content_hash").String(img.content_hash()).EndObject();
+  }
+  w.EndArray().EndObject();
+}
+
+// Write the images of `x` under dir (encoded: original file; decoded: binary PPM).
+absl::Status DumpInstance(const v1::Instance& x, const std::string& dir, std::ofstream* texts) {
+  std::string base = x.id();
+  for (char& c : base) {
+    if (c == '/') c = '_';
+  }
+  JsonWriter w;
+  InstanceJson(x, w);
+  *texts << w.str() << "\n";
+  for (int i = 0; i < x.images_size(); ++i) {
+    const auto& img = x.images(i);
+    if (img.data().empty()) continue;
+    std::string ext = img.format() == v1::Image::FORMAT_RGB8 ? "ppm" : FormatName(img.format());
+    std::ofstream f(absl::StrCat(dir, "/", base, "_", i, ".", ext), std::ios::binary);
+    if (img.format() == v1::Image::FORMAT_RGB8) f << "P6\n" << img.width() << " " << img.height() << "\n255\n";
+    f << img.data();
+    if (!f) return absl::UnavailableError(absl::StrCat("cannot write images under ", dir));
+  }
+  return absl::OkStatus();
+}
+
+int Catalog(int argc, char** argv) {
+  Flags fl;
+  FlagSet f("m3serve-client catalog [--target HOST:PORT] [--json]", "Print the server's catalog.");
+  fl.Target(f);
+  std::vector<std::string> args;
+  if (auto s = f.Parse(argc, argv, 2, &args); !s.ok()) return std::fprintf(stderr, "%s\n", std::string(s.message()).c_str()), 2;
+  if (f.help_requested()) return std::fputs(f.Help().c_str(), stdout), 0;
+  auto c = fl.Client();
+  if (!c.ok()) return Fail("catalog", c.status());
+  auto cat = (*c)->GetCatalog();
+  if (!cat.ok()) return Fail("catalog", cat.status());
+  if (fl.json) {
+    JsonWriter w(2);
+    w.BeginObject().Key("dataset_version").String(cat->dataset_version())
+        .Key("total_instances").Uint(cat->total_instances()).Key("unique_images").Uint(cat->unique_images())
+        .Key("languages").BeginArray();
+    for (const auto& l : cat->languages()) w.String(l);
+    w.EndArray().Key("splits").BeginArray();
+    for (const auto& s : cat->splits()) w.String(s);
+    w.EndArray().Key("tasks").BeginArray();
+    for (const auto& t : cat->tasks()) {
+      w.BeginObject().Key("name").String(t.name()).Key("category").String(t.category())
+          .Key("source_dataset").String(t.source_dataset()).Key("license").String(t.license())
+          .Key("commercial_use").String(t.commercial_use() == v1::COMMERCIAL_USE_YES ? "yes"
+                                        : t.commercial_use() == v1::COMMERCIAL_USE_NO ? "no" : "unknown")
+          .Key("held_out").Bool(t.held_out())
+          .Key("modality").String(t.modality() == v1::MODALITY_VIDEO ? "video" : "image")
+          .Key("instructions").Uint(t.instruction_count()).Key("instances").Uint(t.instances()).EndObject();
+    }
+    w.EndArray().Key("groups").BeginArray();
+    for (const auto& g : cat->counts()) {
+      w.BeginObject().Key("task").String(g.task()).Key("split").String(g.split())
+          .Key("lang").String(g.language()).Key("instances").Uint(g.instances()).EndObject();
+    }
+    w.EndArray().Key("policy").BeginObject().Key("removed_tasks").BeginArray();
+    for (const auto& t : cat->policy().removed_tasks()) w.String(t);
+    w.EndArray().EndObject().EndObject();
+    std::cout << w.str() << std::endl;
+    return 0;
+  }
+  std::cout << absl::StrFormat("dataset version %s: %d instances, %d unique images, %d tasks\n",
+                               cat->dataset_version(), cat->total_instances(), cat->unique_images(),
+                               cat->tasks_size());
+  std::cout << absl::StrFormat("%-26s %-15s %-16s %-10s %-9s %10s\n", "TASK", "CATEGORY", "LICENSE",
+                               "COMMERCIAL", "MODALITY", "INSTANCES");
+  for (const auto& t : cat->tasks()) {
+    std::cout << absl::StrFormat("%-26s %-15s %-16s %-10s %-9s %10d\n", t.name(), t.category(), t.license(),
+                                 t.commercial_use() == v1::COMMERCIAL_USE_YES ? "yes"
+                                 : t.commercial_use() == v1::COMMERCIAL_USE_NO ? "no" : "unknown",
+                                 t.modality() == v1::MODALITY_VIDEO ? "video" : "image", t.instances());
+  }
+  if (cat->policy().removed_tasks_size() > 0) {
+    std::cout << "removed by the license policy:";
+    for (const auto& t : cat->policy().removed_tasks()) std::cout << " " << t;
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+int Count(int argc, char** argv) {
+  Flags fl;
+  FlagSet f("m3serve-client count [selection flags] [--json]",
+            "Count the instances a selection matches, in total and per group.");
+  fl.Target(f);
+  fl.Selection(f);
+  std::vector<std::string> args;
+  if (auto s = f.Parse(argc, argv, 2, &args); !s.ok()) return std::fprintf(stderr, "%s\n", std::string(s.message()).c_str()), 2;
+  if (f.help_requested()) return std::fputs(f.Help().c_str(), stdout), 0;
+  v1::Selection sel;
+  if (auto s = fl.FillSelection(&sel); !s.ok()) return Fail("count", s);
+  auto c = fl.Client();
+  if (!c.ok()) return Fail("count", c.status());
+  auto r = (*c)->Count(sel);
+  if (!r.ok()) return Fail("count", r.status());
+  if (fl.json) {
+    JsonWriter w(2);
+    w.BeginObject().Key("total").Uint(r->total()).Key("groups").BeginArray();
+    for (const auto& g : r->groups()) {
+      w.BeginObject().Key("task").String(g.task()).Key("split").String(g.split())
+          .Key("lang").String(g.language()).Key("instances").Uint(g.instances()).EndObject();
+    }
+    w.EndArray().Key("removed_by_policy").BeginArray();
+    for (const auto& t : r->removed_by_policy()) w.String(t);
+    w.EndArray().EndObject();
+    std::cout << w.str() << std::endl;
+    return 0;
+  }
+  for (const auto& g : r->groups()) {
+    std::cout << absl::StrFormat("%-26s %-12s %-6s %10d\n", g.task(), g.split(), g.language(), g.instances());
+  }
+  std::cout << "total " << r->total() << "\n";
+  return 0;
+}
+
+int Stream(int argc, char** argv, bool bench) {
+  Flags fl;
+  FlagSet f(bench ? "m3serve-client bench [stream flags] [--seconds N]"
+                  : "m3serve-client stream [stream flags] [--dump DIR] [--json]",
+            bench ? "Stream a shard and report instances/s, images/s and MB/s."
+                  : "Stream one shard of a selection. Prints one line per batch (or, with --json,\n"
+                    "one JSON object per instance), then the token that resumes after the last batch.");
+  fl.Target(f);
+  fl.Selection(f);
+  fl.Stream(f);
+  fl.Images(f);
+  if (bench) f.Int("seconds", &fl.seconds, "stop after this many seconds (0: whole shard)");
+  else f.String("dump", &fl.dump, "write images and texts.jsonl into this directory", "DIR");
+  std::vector<std::string> args;
+  const char* cmd = bench ? "bench" : "stream";
+  if (auto s = f.Parse(argc, argv, 2, &args); !s.ok()) return std::fprintf(stderr, "%s\n", std::string(s.message()).c_str()), 2;
+  if (f.help_requested()) return std::fputs(f.Help().c_str(), stdout), 0;
+  v1::StreamRequest req;
+  if (auto s = fl.FillStream(&req); !s.ok()) return Fail(cmd, s);
+  auto c = fl.Client();
+  if (!c.ok()) return Fail(cmd, c.status());
+  std::ofstream texts;
+  if (!fl.dump.empty()) {
+    std::filesystem::create_directories(fl.dump);
+    texts.open(fl.dump + "/texts.jsonl");
+  }
+  auto stream = (*c)->Stream(req);
+  v1::InstanceBatch batch;
+  uint64_t batches = 0, images = 0, bytes = 0, shard_size = 0;
+  const auto start = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  while (true) {
+    auto more = stream->Next(&batch);
+    if (!more.ok()) return Fail(cmd, more.status());
+    if (!*more) break;
+    ++batches;
+    shard_size = batch.shard_size();
+    bytes += batch.ByteSizeLong();
+    for (const auto& x : batch.instances()) images += x.images_size();
+    if (!bench) {
+      if (fl.json) {
+        for (const auto& x : batch.instances()) {
+          JsonWriter w;
+          InstanceJson(x, w);
+          std::cout << w.str() << "\n";
+        }
+      } else {
+        std::cout << absl::StrFormat("batch %d: %d instances (%s .. %s), next position %d of %d, %.1f KB\n",
+                                     batches, batch.instances_size(),
+                                     batch.instances_size() ? batch.instances(0).id() : "",
+                                     batch.instances_size() ? batch.instances(batch.instances_size() - 1).id() : "",
+                                     batch.next_position(), batch.shard_size(), batch.ByteSizeLong() / 1e3);
+      }
+      if (!fl.dump.empty()) {
+        for (const auto& x : batch.instances()) {
+          if (auto s = DumpInstance(x, fl.dump, &texts); !s.ok()) return Fail(cmd, s);
+        }
+      }
+    }
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (bench && fl.seconds > 0 && elapsed >= fl.seconds) {
+      stream->Cancel();
+      break;
+    }
+  }
+  elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const uint64_t n = stream->received();
+  if (bench) {
+    JsonWriter w(fl.json ? 0 : 2);
+    w.BeginObject().Key("instances").Uint(n).Key("images").Uint(images).Key("bytes").Uint(bytes)
+        .Key("seconds").Double(elapsed).Key("instances_per_second").Double(n / std::max(elapsed, 1e-9))
+        .Key("images_per_second").Double(images / std::max(elapsed, 1e-9))
+        .Key("mb_per_second").Double(bytes / 1e6 / std::max(elapsed, 1e-9))
+        .Key("reconnects").Int(stream->reconnects()).EndObject();
+    std::cout << w.str() << std::endl;
+    return 0;
+  }
+  std::string token = Base64Encode(stream->resume_token());
+  if (fl.json) {
+    std::cerr << "{\"instances\": " << n << ", \"batches\": " << batches << ", \"shard_size\": " << shard_size
+              << ", \"reconnects\": " << stream->reconnects() << ", \"resume_token\": \"" << token << "\"}\n";
+  } else {
+    std::cout << absl::StrFormat("%d instances in %d batches (%d images, %.1f MB) in %.2f s, %d reconnects\n",
+                                 n, batches, images, bytes / 1e6, elapsed, stream->reconnects());
+    std::cout << "resume token: " << token << "\n";
+  }
+  return 0;
+}
+
+int Get(int argc, char** argv) {
+  Flags fl;
+  FlagSet f("m3serve-client get ID... [image flags] [--json]",
+            "Fetch instances by id (task/split/lang/ordinal).");
+  fl.Target(f);
+  fl.Images(f);
+  f.String("dump", &fl.dump, "write images and texts.jsonl into this directory", "DIR");
+  std::vector<std::string> ids;
+  if (auto s = f.Parse(argc, argv, 2, &ids); !s.ok()) return std::fprintf(stderr, "%s\n", std::string(s.message()).c_str()), 2;
+  if (f.help_requested()) return std::fputs(f.Help().c_str(), stdout), 0;
+  if (ids.empty()) return std::fprintf(stderr, "m3serve-client get: no ID given\n"), 2;
+  v1::GetInstancesRequest req;
+  for (const auto& id : ids) req.add_ids(id);
+  if (auto s = fl.FillImages(req.mutable_images()); !s.ok()) return Fail("get", s);
+  req.set_instructions(fl.resample ? v1::INSTRUCTION_MODE_RESAMPLE : v1::INSTRUCTION_MODE_AS_INGESTED);
+  req.set_seed(static_cast<uint64_t>(fl.seed));
+  req.set_epoch(static_cast<uint64_t>(fl.epoch));
+  auto c = fl.Client();
+  if (!c.ok()) return Fail("get", c.status());
+  auto r = (*c)->GetInstances(req);
+  if (!r.ok()) return Fail("get", r.status());
+  std::ofstream texts;
+  if (!fl.dump.empty()) {
+    std::filesystem::create_directories(fl.dump);
+    texts.open(fl.dump + "/texts.jsonl");
+  }
+  for (const auto& x : r->instances()) {
+    JsonWriter w(fl.json ? 0 : 2);
+    InstanceJson(x, w);
+    std::cout << w.str() << "\n";
+    if (!fl.dump.empty()) {
+      if (auto s = DumpInstance(x, fl.dump, &texts); !s.ok()) return Fail("get", s);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "catalog") return Catalog(argc, argv);
+  if (cmd == "count") return Count(argc, argv);
+  if (cmd == "stream") return Stream(argc, argv, false);
+  if (cmd == "bench") return Stream(argc, argv, true);
+  if (cmd == "get") return Get(argc, argv);
+  std::fprintf(stderr, "m3serve-client: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+  return 2;
+}

@@ -1,0 +1,149 @@
+#include "server/dataset.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace m3serve::server {
+namespace {
+
+std::set<std::string> ToSet(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
+
+std::string Known(const std::set<std::string>& names) {
+  std::string s = absl::StrJoin(names.begin(), names.end(), ", ");
+  if (s.size() > 300) s = s.substr(0, 300) + ", ...";
+  return s;
+}
+
+}  // namespace
+
+std::pair<size_t, uint64_t> ResolvedSelection::Locate(uint64_t p) const {
+  // prefix is non-decreasing; find the last group whose start <= p and that is non-empty.
+  auto it = std::upper_bound(prefix.begin(), prefix.end(), p);
+  size_t g = static_cast<size_t>(it - prefix.begin()) - 1;
+  return {g, p - prefix[g]};
+}
+
+absl::StatusOr<std::unique_ptr<Dataset>> Dataset::Open(const storage::StoreOptions& store_options,
+                                                       LicensePolicy policy) {
+  std::unique_ptr<Dataset> d(new Dataset());
+  M3SERVE_ASSIGN_OR_RETURN(d->store_, storage::Store::Open(store_options));
+  M3SERVE_ASSIGN_OR_RETURN(d->catalog_, d->store_->ReadCatalog());
+  d->policy_ = std::move(policy);
+  d->version_ = d->catalog_.fingerprint.Hex();
+  for (const auto& [name, task] : d->catalog_.tasks) {
+    if (!d->policy_.Admits(task)) d->removed_tasks_.push_back(name);
+  }
+  for (const auto& [g, n] : d->catalog_.counts) {
+    const storage::TaskInfo* t = d->Task(g.task);
+    if (t != nullptr && d->policy_.Admits(*t)) d->task_instances_[g.task] += n;
+  }
+  return d;
+}
+
+const storage::TaskInfo* Dataset::Task(const std::string& name) const {
+  auto it = catalog_.tasks.find(name);
+  return it == catalog_.tasks.end() ? nullptr : &it->second;
+}
+
+uint64_t Dataset::TaskInstances(const std::string& task) const {
+  auto it = task_instances_.find(task);
+  return it == task_instances_.end() ? 0 : it->second;
+}
+
+const std::vector<std::string>* Dataset::Pool(const std::string& task, const std::string& lang) const {
+  auto it = catalog_.pools.find({task, lang});
+  if (it != catalog_.pools.end() && !it->second.empty()) return &it->second;
+  const storage::TaskInfo* t = Task(task);
+  if (t != nullptr && t->default_lang != lang) {
+    it = catalog_.pools.find({task, t->default_lang});
+    if (it != catalog_.pools.end() && !it->second.empty()) return &it->second;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec) const {
+  const auto tasks = ToSet(spec.tasks), categories = ToSet(spec.categories),
+             splits = ToSet(spec.splits), languages = ToSet(spec.languages),
+             licenses = ToSet(spec.licenses), excluded = ToSet(spec.exclude_tasks);
+
+  std::set<std::string> known_tasks, known_categories, known_splits, known_languages, known_licenses;
+  for (const auto& [name, t] : catalog_.tasks) {
+    known_tasks.insert(name);
+    known_categories.insert(t.category);
+    known_licenses.insert(t.license);
+  }
+  for (const auto& [g, n] : catalog_.counts) {
+    known_splits.insert(g.split);
+    known_languages.insert(g.lang);
+  }
+  auto check = [](const std::set<std::string>& asked, const std::set<std::string>& known,
+                  const char* field, const char* what) -> absl::Status {
+    for (const auto& a : asked) {
+      if (!known.count(a)) {
+        return absl::NotFoundError(absl::StrCat("selection.", field, ": unknown ", what, " '", a,
+                                                "' (known: ", Known(known), ")"));
+      }
+    }
+    return absl::OkStatus();
+  };
+  M3SERVE_RETURN_IF_ERROR(check(tasks, known_tasks, "tasks", "task"));
+  M3SERVE_RETURN_IF_ERROR(check(categories, known_categories, "categories", "category"));
+  M3SERVE_RETURN_IF_ERROR(check(splits, known_splits, "splits", "split"));
+  M3SERVE_RETURN_IF_ERROR(check(languages, known_languages, "languages", "language"));
+  M3SERVE_RETURN_IF_ERROR(check(licenses, known_licenses, "licenses", "license"));
+  M3SERVE_RETURN_IF_ERROR(check(excluded, known_tasks, "exclude_tasks", "task"));
+  for (const auto& t : tasks) {
+    if (!policy_.Admits(catalog_.tasks.at(t))) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "selection.tasks: task '", t, "' is excluded by the server's license policy"));
+    }
+  }
+  for (const auto& l : licenses) {
+    if (!policy_.LicenseAllowed(l)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "selection.licenses: license '", l, "' is excluded by the server's license policy"));
+    }
+  }
+
+  ResolvedSelection r;
+  std::set<std::string> removed;
+  auto task_matches = [&](const storage::TaskInfo& t) {
+    if (!tasks.empty() && !tasks.count(t.name)) return false;
+    if (excluded.count(t.name)) return false;
+    if (!categories.empty() && !categories.count(t.category)) return false;
+    if (!licenses.empty() && !licenses.count(t.license)) return false;
+    if (spec.commercial_use_only && t.commercial_use != storage::CommercialUse::kYes) return false;
+    if (spec.modality && t.modality != *spec.modality) return false;
+    return true;
+  };
+  for (const auto& [g, n] : catalog_.counts) {
+    if (n == 0) continue;
+    const storage::TaskInfo* t = Task(g.task);
+    if (t == nullptr || !task_matches(*t)) continue;
+    if (!splits.empty() && !splits.count(g.split)) continue;
+    if (!languages.empty() && !languages.count(g.lang)) continue;
+    if (!policy_.Admits(*t)) {
+      removed.insert(g.task);
+      continue;
+    }
+    r.groups.push_back(g);
+    r.prefix.push_back(r.prefix.back() + n);
+  }
+  r.removed_by_policy.assign(removed.begin(), removed.end());
+
+  // The digest covers what positions depend on: the ordered groups and their
+  // sizes. Two requests that resolve to the same groups share order and tokens.
+  StreamingHash h;
+  for (size_t i = 0; i < r.groups.size(); ++i) {
+    h.AddRecord(r.groups[i].ToString());
+    h.AddRecord(absl::StrCat(r.prefix[i + 1] - r.prefix[i]));
+  }
+  r.digest = h.Finish();
+  return r;
+}
+
+}  // namespace m3serve::server

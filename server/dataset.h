@@ -1,0 +1,88 @@
+// File: server/dataset.h
+//
+// The server's read-only view of a store: the catalog held in memory, the
+// license policy, and the resolution of a selection into ordered groups. No
+// gRPC here; the service converts requests into these types.
+#ifndef M3SERVE_SERVER_DATASET_H_
+#define M3SERVE_SERVER_DATASET_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/hash.h"
+#include "server/policy.h"
+#include "storage/store.h"
+#include "storage/types.h"
+
+namespace m3serve::server {
+
+// A request's selection; an empty list means no constraint on that field.
+struct SelectionSpec {
+  std::vector<std::string> tasks;
+  std::vector<std::string> categories;
+  std::vector<std::string> splits;
+  std::vector<std::string> languages;
+  std::vector<std::string> licenses;
+  bool commercial_use_only = false;
+  std::vector<std::string> exclude_tasks;
+  std::optional<storage::Modality> modality;
+};
+
+// The groups a selection matches, in key order, with prefix sums: position p
+// of the selection (0 <= p < total) is ordinal p - prefix[g] of group g.
+struct ResolvedSelection {
+  std::vector<storage::GroupKey> groups;
+  std::vector<uint64_t> prefix{0};  // size groups + 1
+  std::vector<std::string> removed_by_policy;
+  Hash128 digest;  // of the resolved groups and their sizes
+
+  uint64_t total() const { return prefix.back(); }
+  // (group index, ordinal) of position p; requires p < total().
+  std::pair<size_t, uint64_t> Locate(uint64_t p) const;
+};
+
+class Dataset {
+ public:
+  // Open the store read-only and read its catalog. Errors as Store::Open.
+  static absl::StatusOr<std::unique_ptr<Dataset>> Open(const storage::StoreOptions& store_options,
+                                                       LicensePolicy policy);
+
+  // Resolve a selection against the catalog and the policy.
+  //   NotFound: a task, category, split, language, license or excluded task
+  //             the store does not have (the message names the field).
+  //   PermissionDenied: a task or license the policy excludes, asked for by name.
+  absl::StatusOr<ResolvedSelection> Resolve(const SelectionSpec& spec) const;
+
+  const storage::Catalog& catalog() const { return catalog_; }
+  const LicensePolicy& policy() const { return policy_; }
+  // The store's content fingerprint (hex); resume tokens are tied to it.
+  const std::string& version() const { return version_; }
+  storage::Store& store() const { return *store_; }
+  // Task metadata, or nullptr.
+  const storage::TaskInfo* Task(const std::string& name) const;
+  // The instruction pool of (task, lang), else of the task's default
+  // language; nullptr when there is none.
+  const std::vector<std::string>* Pool(const std::string& task, const std::string& lang) const;
+  // Tasks of the store that the policy removes.
+  const std::vector<std::string>& removed_tasks() const { return removed_tasks_; }
+  // Instances per task after the policy.
+  uint64_t TaskInstances(const std::string& task) const;
+
+ private:
+  Dataset() = default;
+  std::unique_ptr<storage::Store> store_;
+  storage::Catalog catalog_;
+  LicensePolicy policy_;
+  std::string version_;
+  std::vector<std::string> removed_tasks_;
+  std::map<std::string, uint64_t> task_instances_;
+};
+
+}  // namespace m3serve::server
+
+#endif  // M3SERVE_SERVER_DATASET_H_

@@ -1,0 +1,106 @@
+// m3serve-server: serve an m3serve store over gRPC.
+//
+//   m3serve-server --db DIR [--listen ADDR] [--policy FILE] ...
+//
+// SIGTERM / SIGINT drain: the health service reports NOT_SERVING, new calls
+// are refused, in-flight streams get --drain-seconds to finish, then the
+// process exits 0.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/cli.h"
+#include "common/logging.h"
+#include "server/server.h"
+
+int main(int argc, char** argv) {
+  using m3serve::FlagSet;
+  m3serve::server::ServerOptions o;
+  std::string ready_file;
+  int64_t workers = 0, max_streams = o.service.max_streams, drain_seconds = 20,
+          cache_mb = static_cast<int64_t>(o.block_cache_bytes >> 20),
+          max_batch = o.service.limits.max_batch_size,
+          message_bytes = static_cast<int64_t>(o.service.limits.default_message_bytes),
+          max_message_bytes = static_cast<int64_t>(o.service.limits.max_message_bytes),
+          prefetch = o.service.prefetch_batches,
+          prefetch_mb = o.service.prefetch_budget_bytes >> 20;
+  FlagSet flags("m3serve-server --db DIR [flags]",
+                "Serve an m3serve store (opened read-only; several servers may share one) over gRPC:\n"
+                "m3serve.v1.DatasetService, grpc.health.v1.Health and server reflection, plus\n"
+                "Prometheus metrics over HTTP. SIGTERM drains in-flight streams, then exits 0.");
+  flags.String("db", &o.db, "store directory", "DIR");
+  flags.String("listen", &o.listen, "gRPC address (port 0: any free port)", "HOST:PORT");
+  flags.String("metrics-listen", &o.metrics_listen, "Prometheus /metrics address (empty: off)", "HOST:PORT");
+  flags.String("policy", &o.policy_file, "license policy file (JSON)", "FILE");
+  flags.String("token-key-file", &o.token_key_file, "secret for resume tokens, shared by replicas", "FILE");
+  flags.Int("workers", &workers, "threads for reads and decoding (0: one per core)");
+  flags.Int("max-streams", &max_streams, "concurrent streams before RESOURCE_EXHAUSTED");
+  flags.Int("max-batch-size", &max_batch, "largest batch_size a request may ask for");
+  flags.Int("message-bytes", &message_bytes, "default byte cap per message");
+  flags.Int("max-message-bytes", &max_message_bytes, "largest max_message_bytes a request may ask for");
+  flags.Int("prefetch-batches", &prefetch, "batches a stream prepares ahead");
+  flags.Int("prefetch-budget-mb", &prefetch_mb, "server-wide memory for prepared-ahead batches");
+  flags.Int("block-cache-mb", &cache_mb, "RocksDB block cache");
+  flags.Int("drain-seconds", &drain_seconds, "on SIGTERM, time in-flight calls get to finish");
+  flags.String("ready-file", &ready_file, "write {\"port\": N, \"metrics_port\": M} here once serving", "FILE");
+  flags.set_epilog("exit status: 0 after a drain, 1 when the store cannot be served, 2 usage error");
+  std::vector<std::string> args;
+  absl::Status ps = flags.Parse(argc, argv, 1, &args);
+  if (!ps.ok()) {
+    std::fprintf(stderr, "m3serve-server: %s\n", std::string(ps.message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Help().c_str(), stdout);
+    return 0;
+  }
+  if (o.db.empty() || !args.empty()) {
+    std::fprintf(stderr, "m3serve-server: %s (see --help)\n",
+                 o.db.empty() ? "--db is required" : ("unexpected argument " + args[0]).c_str());
+    return 2;
+  }
+  if (max_streams < 1 || max_batch < 1 || message_bytes < 1024 || max_message_bytes < message_bytes ||
+      prefetch < 0 || prefetch_mb < 0 || cache_mb < 1 || workers < 0 || drain_seconds < 0) {
+    std::fprintf(stderr, "m3serve-server: a numeric flag is out of range (see --help)\n");
+    return 2;
+  }
+  o.workers = static_cast<int>(workers);
+  o.block_cache_bytes = static_cast<uint64_t>(cache_mb) << 20;
+  o.service.max_streams = static_cast<int>(max_streams);
+  o.service.limits.max_batch_size = static_cast<uint32_t>(max_batch);
+  o.service.limits.default_message_bytes = static_cast<uint64_t>(message_bytes);
+  o.service.limits.max_message_bytes = static_cast<uint64_t>(max_message_bytes);
+  o.service.prefetch_batches = static_cast<int>(prefetch);
+  o.service.prefetch_budget_bytes = prefetch_mb << 20;
+
+  // Block the shutdown signals in every thread; the main thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = m3serve::server::Server::Start(o);
+  if (!server.ok()) {
+    std::fprintf(stderr, "m3serve-server: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  if (!ready_file.empty()) {
+    std::string tmp = ready_file + ".tmp";
+    std::ofstream(tmp) << "{\"port\": " << (*server)->port() << ", \"metrics_port\": "
+                       << (*server)->metrics_port() << ", \"pid\": " << getpid() << "}\n";
+    std::rename(tmp.c_str(), ready_file.c_str());
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  M3_LOG(INFO) << "signal " << sig << ": draining for up to " << drain_seconds << " s";
+  (*server)->Shutdown(absl::Seconds(drain_seconds));
+  M3_LOG(INFO) << "drained; exiting";
+  return 0;
+}

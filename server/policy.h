@@ -1,0 +1,39 @@
+// File: server/policy.h
+//
+// The operator's license policy: which licenses and commercial-use levels a
+// server may serve, and which tasks it never serves. Requests can narrow it,
+// never widen it.
+#ifndef M3SERVE_SERVER_POLICY_H_
+#define M3SERVE_SERVER_POLICY_H_
+
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "storage/types.h"
+
+namespace m3serve::server {
+
+struct LicensePolicy {
+  std::set<std::string> allowed_licenses;                  // empty: any
+  std::set<storage::CommercialUse> allowed_commercial_use;  // empty: any
+  std::set<std::string> excluded_tasks;
+
+  // True when the policy lets the server serve `task`.
+  bool Admits(const storage::TaskInfo& task) const;
+  bool LicenseAllowed(const std::string& license) const {
+    return allowed_licenses.empty() || allowed_licenses.count(license) > 0;
+  }
+};
+
+// Read a policy file (JSON):
+//   {"allowed_licenses": ["CC BY 4.0", ...],
+//    "allowed_commercial_use": ["yes", "unknown"],
+//    "excluded_tasks": ["winoground"]}
+// Every key is optional. InvalidArgument names the file and the key;
+// NotFound when the file cannot be read.
+absl::StatusOr<LicensePolicy> LoadPolicy(const std::string& path);
+
+}  // namespace m3serve::server
+
+#endif  // M3SERVE_SERVER_POLICY_H_

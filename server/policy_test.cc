@@ -1,0 +1,53 @@
+#include "server/policy.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace m3serve::server {
+namespace {
+
+using ::m3serve::testing::IsOk;
+using ::m3serve::testing::StatusIs;
+using ::testing::HasSubstr;
+
+std::string Write(const std::string& name, const std::string& text) {
+  auto p = std::filesystem::temp_directory_path() / (name + std::to_string(getpid()) + ".json");
+  std::ofstream(p) << text;
+  return p.string();
+}
+
+TEST(PolicyTest, LoadsAndAdmits) {
+  auto p = LoadPolicy(Write("policy_ok", R"({"allowed_licenses": ["CC BY 4.0", "Custom"],
+      "allowed_commercial_use": ["yes", "unknown"], "excluded_tasks": ["winoground"]})"));
+  ASSERT_THAT(p, IsOk());
+  storage::TaskInfo t{"gqa", "vqa", "GQA", "CC BY 4.0", storage::CommercialUse::kUnknown};
+  EXPECT_TRUE(p->Admits(t));
+  t.license = "Non-commercial";
+  EXPECT_FALSE(p->Admits(t));
+  t.license = "Custom";
+  t.commercial_use = storage::CommercialUse::kNo;
+  EXPECT_FALSE(p->Admits(t));
+  t.commercial_use = storage::CommercialUse::kYes;
+  t.name = "winoground";
+  EXPECT_FALSE(p->Admits(t));
+  EXPECT_TRUE(LicensePolicy{}.Admits(t));
+}
+
+TEST(PolicyTest, ErrorsNameTheKey) {
+  EXPECT_THAT(LoadPolicy(Write("policy_bad1", R"({"allowed_commercial_use": ["maybe"]})")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'maybe'")));
+  EXPECT_THAT(LoadPolicy(Write("policy_bad2", R"({"allow_licenses": ["x"]})")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown key 'allow_licenses'")));
+  EXPECT_THAT(LoadPolicy(Write("policy_bad3", R"({"excluded_tasks": "x"})")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("list of strings")));
+  EXPECT_THAT(LoadPolicy("/nonexistent/policy.json"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+}  // namespace
+}  // namespace m3serve::server

@@ -1,0 +1,196 @@
+#include "server/proto_convert.h"
+
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace m3serve::server {
+
+absl::Status FromProto(const v1::Selection& in, SelectionSpec* out) {
+  out->tasks.assign(in.tasks().begin(), in.tasks().end());
+  out->categories.assign(in.categories().begin(), in.categories().end());
+  out->splits.assign(in.splits().begin(), in.splits().end());
+  out->languages.assign(in.languages().begin(), in.languages().end());
+  out->licenses.assign(in.licenses().begin(), in.licenses().end());
+  out->exclude_tasks.assign(in.exclude_tasks().begin(), in.exclude_tasks().end());
+  out->commercial_use_only = in.commercial_use_only();
+  switch (in.modality()) {
+    case v1::MODALITY_UNSPECIFIED: out->modality.reset(); break;
+    case v1::MODALITY_IMAGE: out->modality = storage::Modality::kImage; break;
+    case v1::MODALITY_VIDEO: out->modality = storage::Modality::kVideo; break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("selection.modality: unknown value ", static_cast<int>(in.modality())));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FromProto(const v1::ImageOptions& in, const RequestLimits& limits, BuildOptions* out) {
+  switch (in.mode()) {
+    case v1::IMAGE_MODE_UNSPECIFIED:
+    case v1::IMAGE_MODE_ENCODED: out->images = ImageMode::kEncoded; break;
+    case v1::IMAGE_MODE_DECODED: out->images = ImageMode::kDecoded; break;
+    case v1::IMAGE_MODE_NONE: out->images = ImageMode::kNone; break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("images.mode: unknown value ", static_cast<int>(in.mode())));
+  }
+  switch (in.resize()) {
+    case v1::RESIZE_MODE_UNSPECIFIED:
+    case v1::RESIZE_MODE_FIT: out->target.mode = ResizeMode::kFit; break;
+    case v1::RESIZE_MODE_FILL: out->target.mode = ResizeMode::kFill; break;
+    case v1::RESIZE_MODE_STRETCH: out->target.mode = ResizeMode::kStretch; break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("images.resize: unknown value ", static_cast<int>(in.resize())));
+  }
+  if (in.width() > limits.max_image_side || in.height() > limits.max_image_side) {
+    return absl::InvalidArgumentError(absl::StrCat("images.width / images.height: at most ",
+                                                   limits.max_image_side, " pixels"));
+  }
+  if ((in.width() || in.height()) && out->images != ImageMode::kDecoded) {
+    return absl::InvalidArgumentError(
+        "images.width / images.height: a target size needs images.mode = IMAGE_MODE_DECODED");
+  }
+  out->target.width = in.width();
+  out->target.height = in.height();
+  out->max_images = in.max_images_per_instance();
+  return absl::OkStatus();
+}
+
+absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits, StreamSettings* out) {
+  M3SERVE_RETURN_IF_ERROR(FromProto(in.selection(), &out->selection));
+  if (in.has_sharding()) {
+    out->plan.shard_index = in.sharding().index();
+    out->plan.shard_count = in.sharding().count();
+    out->plan.drop_remainder = in.sharding().drop_remainder();
+    if (out->plan.shard_count == 0) {
+      return absl::InvalidArgumentError("sharding.count must be at least 1");
+    }
+    if (out->plan.shard_index >= out->plan.shard_count) {
+      return absl::InvalidArgumentError(absl::StrCat("sharding.index (", out->plan.shard_index,
+                                                     ") must be less than sharding.count (",
+                                                     out->plan.shard_count, ")"));
+    }
+  }
+  switch (in.order()) {
+    case v1::ORDER_UNSPECIFIED:
+    case v1::ORDER_SEQUENTIAL: out->plan.shuffled = false; break;
+    case v1::ORDER_SHUFFLED: out->plan.shuffled = true; break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("order: unknown value ", static_cast<int>(in.order())));
+  }
+  out->plan.seed = in.seed();
+  out->plan.epoch = in.epoch();
+  switch (in.instructions()) {
+    case v1::INSTRUCTION_MODE_UNSPECIFIED:
+    case v1::INSTRUCTION_MODE_AS_INGESTED: out->build.resample_instructions = false; break;
+    case v1::INSTRUCTION_MODE_RESAMPLE: out->build.resample_instructions = true; break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("instructions: unknown value ", static_cast<int>(in.instructions())));
+  }
+  out->build.seed = in.seed();
+  out->build.epoch = in.epoch();
+  M3SERVE_RETURN_IF_ERROR(FromProto(in.images(), limits, &out->build));
+  out->batch_size = in.has_batch_size() ? in.batch_size() : limits.default_batch_size;
+  if (out->batch_size == 0 || out->batch_size > limits.max_batch_size) {
+    return absl::InvalidArgumentError(absl::StrCat("batch_size must be between 1 and ",
+                                                   limits.max_batch_size, ", got ", out->batch_size));
+  }
+  out->message_bytes = in.max_message_bytes() ? in.max_message_bytes() : limits.default_message_bytes;
+  if (out->message_bytes > limits.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("max_message_bytes must be at most ",
+                                                   limits.max_message_bytes, ", got ",
+                                                   in.max_message_bytes()));
+  }
+  out->resume_token = in.resume_token();
+  out->limit = in.limit();
+  return absl::OkStatus();
+}
+
+v1::CommercialUse ToProto(storage::CommercialUse c) {
+  switch (c) {
+    case storage::CommercialUse::kYes: return v1::COMMERCIAL_USE_YES;
+    case storage::CommercialUse::kNo: return v1::COMMERCIAL_USE_NO;
+    default: return v1::COMMERCIAL_USE_UNKNOWN;
+  }
+}
+
+v1::Modality ToProto(storage::Modality m) {
+  return m == storage::Modality::kVideo ? v1::MODALITY_VIDEO : v1::MODALITY_IMAGE;
+}
+
+void ToProto(const Dataset& dataset, v1::Catalog* out) {
+  const storage::Catalog& c = dataset.catalog();
+  std::map<std::string, uint32_t> instructions;
+  for (const auto& [key, pool] : c.pools) instructions[key.first] += static_cast<uint32_t>(pool.size());
+  std::set<std::string> languages, splits;
+  uint64_t total = 0;
+  for (const auto& [name, t] : c.tasks) {
+    if (!dataset.policy().Admits(t)) continue;
+    v1::TaskInfo* ti = out->add_tasks();
+    ti->set_name(name);
+    ti->set_category(t.category);
+    ti->set_source_dataset(t.source_dataset);
+    ti->set_license(t.license);
+    ti->set_commercial_use(ToProto(t.commercial_use));
+    ti->set_held_out(t.held_out);
+    ti->set_modality(ToProto(t.modality));
+    ti->set_instruction_count(instructions[name]);
+    ti->set_default_language(t.default_lang);
+    ti->set_instances(dataset.TaskInstances(name));
+  }
+  for (const auto& [g, n] : c.counts) {
+    const storage::TaskInfo* t = dataset.Task(g.task);
+    if (n == 0 || t == nullptr || !dataset.policy().Admits(*t)) continue;
+    v1::GroupCount* gc = out->add_counts();
+    gc->set_task(g.task);
+    gc->set_split(g.split);
+    gc->set_language(g.lang);
+    gc->set_instances(n);
+    languages.insert(g.lang);
+    splits.insert(g.split);
+    total += n;
+  }
+  for (const auto& l : languages) out->add_languages(l);
+  for (const auto& s : splits) out->add_splits(s);
+  out->set_dataset_version(dataset.version());
+  out->set_total_instances(total);
+  out->set_unique_images(c.unique_images);
+  v1::LicensePolicy* p = out->mutable_policy();
+  for (const auto& l : dataset.policy().allowed_licenses) p->add_allowed_licenses(l);
+  for (auto cu : dataset.policy().allowed_commercial_use) p->add_allowed_commercial_use(ToProto(cu));
+  for (const auto& t : dataset.policy().excluded_tasks) p->add_excluded_tasks(t);
+  for (const auto& t : dataset.removed_tasks()) p->add_removed_tasks(t);
+}
+
+void ToProto(const ResolvedSelection& sel, v1::CountResponse* out) {
+  out->set_total(sel.total());
+  for (size_t i = 0; i < sel.groups.size(); ++i) {
+    v1::GroupCount* g = out->add_groups();
+    g->set_task(sel.groups[i].task);
+    g->set_split(sel.groups[i].split);
+    g->set_language(sel.groups[i].lang);
+    g->set_instances(sel.prefix[i + 1] - sel.prefix[i]);
+  }
+  for (const auto& t : sel.removed_by_policy) out->add_removed_by_policy(t);
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+std::string CodeName(absl::StatusCode code) {
+  std::string name = absl::StatusCodeToString(code);
+  absl::AsciiStrToUpper(&name);
+  for (char& c : name) {
+    if (c == ' ') c = '_';
+  }
+  return name;
+}
+
+}  // namespace m3serve::server

@@ -1,0 +1,100 @@
+#include "server/server.h"
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server_builder.h>
+#include <opencv2/core.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace m3serve::server {
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
+  std::unique_ptr<Server> s(new Server());
+  s->options_ = std::move(options);
+  ServerOptions& o = s->options_;
+  if (o.db.empty()) return absl::InvalidArgumentError("--db is required");
+  // Parallelism comes from the worker pool; OpenCV must not add its own.
+  cv::setNumThreads(1);
+
+  LicensePolicy policy;
+  if (!o.policy_file.empty()) {
+    M3SERVE_ASSIGN_OR_RETURN(policy, LoadPolicy(o.policy_file));
+  }
+  storage::StoreOptions so;
+  so.path = o.db;
+  so.read_only = true;
+  so.block_cache_bytes = o.block_cache_bytes;
+  M3SERVE_ASSIGN_OR_RETURN(s->dataset_, Dataset::Open(so, std::move(policy)));
+
+  if (!o.token_key_file.empty()) {
+    std::ifstream f(o.token_key_file, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    if (!f || ss.str().size() < 16) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--token-key-file ", o.token_key_file, ": cannot read it, or it has fewer than 16 bytes"));
+    }
+    o.service.token_key = ss.str();
+  } else if (o.service.token_key.empty()) {
+    o.service.token_key = absl::StrCat("m3serve-resume-token|", s->dataset_->version());
+  }
+
+  M3SERVE_ASSIGN_OR_RETURN(s->metrics_, Metrics::Create(o.metrics_listen));
+  const int workers = o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  s->pool_ = std::make_unique<WorkerPool>(workers);
+  s->service_ = std::make_unique<DatasetServiceImpl>(s->dataset_.get(), s->pool_.get(),
+                                                     s->metrics_.get(), o.service);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.RegisterService(s->service_.get());
+  builder.SetMaxReceiveMessageSize(o.max_receive_message_bytes);
+  builder.SetMaxSendMessageSize(static_cast<int>(o.service.limits.max_message_bytes + (1 << 20)));
+  s->grpc_server_ = builder.BuildAndStart();
+  if (!s->grpc_server_ || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen));
+  }
+  s->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  M3_LOG(INFO) << "serving " << o.db << " (dataset version " << s->dataset_->version() << ", "
+               << s->dataset_->catalog().TotalInstances() << " instances) on port " << s->port_
+               << ", metrics on port " << s->metrics_port() << ", " << workers << " workers";
+  return s;
+}
+
+Server::~Server() { Shutdown(absl::ZeroDuration()); }
+
+int Server::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+
+void Server::Shutdown(absl::Duration deadline) {
+  if (shut_down_ || !grpc_server_) return;
+  shut_down_ = true;
+  // Drain: report NOT_SERVING, refuse new streams, let those in flight finish.
+  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  service_->BeginDrain();
+  const absl::Time end = absl::Now() + deadline;
+  while (service_->active_streams() > 0 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(20));
+  if (service_->active_streams() > 0) {
+    M3_LOG(WARNING) << service_->active_streams() << " streams still running after the drain deadline; cancelling them";
+  }
+  // Whatever is left (unary calls, late streams) gets a short grace period.
+  grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  grpc_server_->Wait();
+  // Reactors are gone; let the worker pool finish what they left queued.
+  pool_.reset();
+}
+
+void Server::Wait() {
+  if (grpc_server_) grpc_server_->Wait();
+}
+
+}  // namespace m3serve::server

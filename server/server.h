@@ -1,0 +1,71 @@
+// File: server/server.h
+//
+// m3serve's server: opens a store read-only, serves DatasetService, the
+// standard grpc.health.v1 health service (SERVING once the store is open) and
+// server reflection on one port, and Prometheus metrics on another.
+#ifndef M3SERVE_SERVER_SERVER_H_
+#define M3SERVE_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/service.h"
+
+namespace m3serve::server {
+
+struct ServerOptions {
+  // Store directory (opened read-only). Required.
+  std::string db;
+  // gRPC address. Port 0 picks a free port (see port()). Default 0.0.0.0:50051.
+  std::string listen = "0.0.0.0:50051";
+  // Prometheus HTTP address; empty disables. Default 0.0.0.0:9464.
+  std::string metrics_listen = "0.0.0.0:9464";
+  // License policy file (see policy.h); empty: serve every task.
+  std::string policy_file;
+  // File with the secret that authenticates resume tokens. Empty: a key
+  // derived from the dataset version (tokens are then checked for integrity
+  // but can be forged by anyone who knows the version).
+  std::string token_key_file;
+  // Worker threads for reads and decoding. Default 0: one per core.
+  int workers = 0;
+  // RocksDB block cache. Default 256 MiB.
+  uint64_t block_cache_bytes = 256ull << 20;
+  // Largest request message accepted. Default 4 MiB.
+  int max_receive_message_bytes = 4 << 20;
+  ServiceOptions service;
+};
+
+class Server {
+ public:
+  // Open the store, bind the ports and start serving. Errors: those of
+  // Store::Open and LoadPolicy; Unavailable when a port cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(ServerOptions options);
+  ~Server();
+
+  int port() const { return port_; }
+  int metrics_port() const;
+  const Dataset& dataset() const { return *dataset_; }
+
+  // Report NOT_SERVING, stop accepting calls, let in-flight calls finish until
+  // `deadline` (then cancel them), and stop. Idempotent.
+  void Shutdown(absl::Duration deadline);
+  // Block until Shutdown() completes.
+  void Wait();
+
+ private:
+  Server() = default;
+  ServerOptions options_;
+  std::unique_ptr<Dataset> dataset_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<DatasetServiceImpl> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace m3serve::server
+
+#endif  // M3SERVE_SERVER_SERVER_H_

@@ -1,0 +1,402 @@
+#include "server/service.h"
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "server/stream_plan.h"
+#include "storage/key_codec.h"
+
+namespace m3serve::server {
+namespace {
+
+// A stream refused before it starts (stream limit).
+class RejectedStream final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
+ public:
+  explicit RejectedStream(const grpc::Status& s) { Finish(s); }
+  void OnDone() override { delete this; }
+};
+
+std::string Describe(const SelectionSpec& s) {
+  std::string out;
+  auto add = [&](const char* name, const std::vector<std::string>& v) {
+    if (!v.empty()) absl::StrAppend(&out, " ", name, "=", absl::StrJoin(v, ","));
+  };
+  add("tasks", s.tasks);
+  add("categories", s.categories);
+  add("splits", s.splits);
+  add("languages", s.languages);
+  add("licenses", s.licenses);
+  add("exclude_tasks", s.exclude_tasks);
+  if (s.commercial_use_only) absl::StrAppend(&out, " commercial_use_only");
+  if (s.modality) absl::StrAppend(&out, " modality=", storage::ModalityName(*s.modality));
+  return out.empty() ? " (everything)" : out;
+}
+
+}  // namespace
+
+// One StreamInstances call. Batches ("chunks" of batch_size instances, each
+// split into messages under the byte cap) are produced on the worker pool,
+// in parallel up to the prefetch window, and written strictly in order with
+// one write in flight.
+class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
+ public:
+  StreamReactor(DatasetServiceImpl* svc, grpc::CallbackServerContext* ctx, const v1::StreamRequest* req)
+      : svc_(svc), peer_(ctx->peer()), start_(std::chrono::steady_clock::now()) {
+    svc_->metrics_->StreamStarted();
+    absl::MutexLock lock(&mu_);
+    absl::Status s = Setup(*req);
+    if (!s.ok()) {
+      FinishLocked(s);
+      return;
+    }
+    M3_LOG(INFO) << "stream start peer=" << peer_ << Describe(settings_.selection)
+                 << " shard=" << settings_.plan.shard_index << "/" << settings_.plan.shard_count
+                 << (settings_.plan.shuffled ? absl::StrCat(" shuffled seed=", settings_.plan.seed) : " sequential")
+                 << " epoch=" << settings_.plan.epoch << " from=" << next_begin_ << " to=" << end_
+                 << " of " << plan_->shard_size();
+    ScheduleLocked();
+    WriteNextLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (ok) {
+      sent_instances_ += in_flight_->instances_size();
+      uint64_t images = 0;
+      for (const auto& x : in_flight_->instances()) images += x.images_size();
+      const uint64_t bytes = in_flight_->ByteSizeLong();
+      sent_bytes_ += bytes;
+      svc_->metrics_->Sent(in_flight_->instances_size(), images, bytes);
+    }
+    in_flight_.reset();
+    if (!ok) {
+      FinishLocked(absl::CancelledError("the client stopped receiving"));
+      return;
+    }
+    WriteNextLocked();
+    ScheduleLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    if (!writing_) FinishLocked(absl::CancelledError("cancelled by the client"));
+  }
+
+  void OnDone() override {
+    bool delete_me;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      for (auto& [seq, chunk] : chunks_) {
+        if (chunk.ready) svc_->prefetched_bytes_ -= chunk.bytes;
+      }
+      chunks_.clear();
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+      M3_LOG(INFO) << "stream end peer=" << peer_ << " instances=" << sent_instances_
+                   << " bytes=" << sent_bytes_ << " seconds=" << secs << " status="
+                   << (final_status_.ok() ? "OK" : final_status_.ToString());
+      delete_me = pending_tasks_ == 0;
+    }
+    svc_->metrics_->StreamEnded();
+    svc_->active_streams_--;
+    if (delete_me) delete this;
+  }
+
+ private:
+  struct Chunk {
+    bool ready = false;
+    absl::Status status;
+    std::vector<std::unique_ptr<v1::InstanceBatch>> messages;
+    size_t next_message = 0;
+    int64_t bytes = 0;
+  };
+
+  absl::Status Setup(const v1::StreamRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const ServiceOptions& o = svc_->options_;
+    M3SERVE_RETURN_IF_ERROR(FromProto(req, o.limits, &settings_));
+    M3SERVE_ASSIGN_OR_RETURN(ResolvedSelection sel, svc_->dataset_->Resolve(settings_.selection));
+    removed_by_policy_ = sel.removed_by_policy;
+    M3SERVE_ASSIGN_OR_RETURN(
+        StreamPlan plan, StreamPlan::Create(std::make_shared<const ResolvedSelection>(std::move(sel)),
+                                            settings_.plan, svc_->dataset_->version(), o.token_key));
+    plan_.emplace(std::move(plan));
+    next_begin_ = 0;
+    if (!settings_.resume_token.empty()) {
+      M3SERVE_ASSIGN_OR_RETURN(next_begin_, plan_->Resume(settings_.resume_token));
+    }
+    end_ = plan_->shard_size();
+    if (settings_.limit > 0 && settings_.limit < end_ - next_begin_) end_ = next_begin_ + settings_.limit;
+    return absl::OkStatus();
+  }
+
+  // Start producing chunks while the window and the server budget allow.
+  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const ServiceOptions& o = svc_->options_;
+    while (!finish_called_ && next_begin_ < end_) {
+      const bool allowed = chunks_.empty() ||
+                           (static_cast<int>(chunks_.size()) < 1 + o.prefetch_batches &&
+                            svc_->prefetched_bytes_.load() < o.prefetch_budget_bytes);
+      if (!allowed) break;
+      const uint64_t begin = next_begin_;
+      const uint64_t end = std::min(end_, begin + settings_.batch_size);
+      const uint64_t seq = next_seq_++;
+      chunks_[seq];
+      ++pending_tasks_;
+      next_begin_ = end;
+      svc_->pool_->Submit([this, seq, begin, end] { Produce(seq, begin, end); });
+    }
+  }
+
+  // Worker pool: read, assemble and split one chunk.
+  void Produce(uint64_t seq, uint64_t begin, uint64_t end) {
+    {
+      bool skip, delete_me = false;
+      {
+        absl::MutexLock lock(&mu_);
+        skip = done_ || finish_called_;
+        if (skip) delete_me = --pending_tasks_ == 0 && done_;
+      }
+      if (skip) {
+        if (delete_me) delete this;
+        return;
+      }
+    }
+    Chunk chunk;
+    chunk.ready = true;
+    chunk.status = Assemble(begin, end, &chunk);
+    bool delete_me = false;
+    {
+      absl::MutexLock lock(&mu_);
+      --pending_tasks_;
+      if (!done_) {
+        svc_->prefetched_bytes_ += chunk.bytes;
+        chunks_[seq] = std::move(chunk);
+        if (!finish_called_) {
+          WriteNextLocked();
+          ScheduleLocked();
+        }
+      }
+      delete_me = done_ && pending_tasks_ == 0;
+    }
+    if (delete_me) delete this;
+  }
+
+  absl::Status Assemble(uint64_t begin, uint64_t end, Chunk* chunk) {
+    const Dataset& ds = *svc_->dataset_;
+    const StreamPlan& plan = *plan_;
+    std::vector<std::pair<storage::GroupKey, uint64_t>> keys;
+    keys.reserve(end - begin);
+    for (uint64_t j = begin; j < end; ++j) {
+      auto [g, ordinal] = plan.Locate(j);
+      keys.emplace_back(plan.selection().groups[g], ordinal);
+    }
+    auto got = ds.store().MultiGetInstances(keys);
+    auto message = std::make_unique<v1::InstanceBatch>();
+    uint64_t message_bytes = 0;
+    auto close = [&](uint64_t next) {
+      message->set_resume_token(plan.Token(next));
+      message->set_shard_size(plan.shard_size());
+      message->set_next_position(next);
+      chunk->bytes += static_cast<int64_t>(message->ByteSizeLong());
+      chunk->messages.push_back(std::move(message));
+      message = std::make_unique<v1::InstanceBatch>();
+      message_bytes = 0;
+    };
+    for (uint64_t j = begin; j < end; ++j) {
+      auto& x = got[j - begin];
+      if (!x.ok()) {
+        return absl::DataLossError(absl::StrCat("instance ", storage::FormatInstanceId(keys[j - begin].first, keys[j - begin].second),
+                                                " cannot be read: ", x.status().message()));
+      }
+      v1::Instance inst;
+      M3SERVE_RETURN_IF_ERROR(BuildInstance(ds, *x, settings_.build, svc_->metrics_, &inst));
+      inst.set_shard_position(j);
+      const uint64_t size = inst.ByteSizeLong() + 8;
+      if (message->instances_size() > 0 && message_bytes + size > settings_.message_bytes) close(j);
+      *message->add_instances() = std::move(inst);
+      message_bytes += size;
+    }
+    if (message->instances_size() > 0) close(end);
+    return absl::OkStatus();
+  }
+
+  // Write the next message if none is in flight; finish at the end.
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (!writing_ && !finish_called_) {
+      if (cancelled_) {
+        FinishLocked(absl::CancelledError("cancelled by the client"));
+        return;
+      }
+      auto it = chunks_.find(write_seq_);
+      if (it == chunks_.end()) {
+        if (next_begin_ >= end_ && chunks_.empty()) FinishLocked(absl::OkStatus());
+        return;
+      }
+      Chunk& c = it->second;
+      if (!c.ready) return;
+      if (!c.status.ok()) {
+        FinishLocked(c.status);
+        return;
+      }
+      if (c.next_message >= c.messages.size()) {
+        svc_->prefetched_bytes_ -= c.bytes;
+        chunks_.erase(it);
+        ++write_seq_;
+        continue;
+      }
+      in_flight_ = std::move(c.messages[c.next_message++]);
+      if (first_message_) {
+        for (const auto& t : removed_by_policy_) in_flight_->add_removed_by_policy(t);
+        first_message_ = false;
+      }
+      writing_ = true;
+      StartWrite(in_flight_.get());
+    }
+  }
+
+  void FinishLocked(const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_called_) return;
+    finish_called_ = true;
+    final_status_ = s;
+    if (!s.ok() && !absl::IsCancelled(s)) svc_->metrics_->Error(CodeName(s.code()));
+    Finish(ToGrpcStatus(s));
+  }
+
+  DatasetServiceImpl* svc_;
+  const std::string peer_;
+  const std::chrono::steady_clock::time_point start_;
+  absl::Mutex mu_;
+  StreamSettings settings_;  // set in the constructor, then read-only
+  std::optional<StreamPlan> plan_;  // set once in the constructor, then read-only
+  std::vector<std::string> removed_by_policy_;
+  uint64_t next_begin_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t end_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t write_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<uint64_t, Chunk> chunks_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<v1::InstanceBatch> in_flight_ ABSL_GUARDED_BY(mu_);
+  int pending_tasks_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool first_message_ ABSL_GUARDED_BY(mu_) = true;
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+  uint64_t sent_instances_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t sent_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+DatasetServiceImpl::DatasetServiceImpl(const Dataset* dataset, WorkerPool* pool, Metrics* metrics,
+                                       ServiceOptions options)
+    : dataset_(dataset), pool_(pool), metrics_(metrics), options_(std::move(options)) {}
+
+grpc::ServerUnaryReactor* DatasetServiceImpl::FinishUnary(grpc::CallbackServerContext* ctx,
+                                                          const absl::Status& s) {
+  if (!s.ok()) metrics_->Error(CodeName(s.code()));
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* DatasetServiceImpl::GetCatalog(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetCatalogRequest*,
+                                                         v1::Catalog* response) {
+  ToProto(*dataset_, response);
+  return FinishUnary(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* DatasetServiceImpl::Count(grpc::CallbackServerContext* ctx,
+                                                    const v1::CountRequest* request,
+                                                    v1::CountResponse* response) {
+  SelectionSpec spec;
+  absl::Status s = FromProto(request->selection(), &spec);
+  if (s.ok()) {
+    auto sel = dataset_->Resolve(spec);
+    if (sel.ok()) ToProto(*sel, response);
+    s = sel.status();
+  }
+  return FinishUnary(ctx, s);
+}
+
+grpc::ServerWriteReactor<v1::InstanceBatch>* DatasetServiceImpl::StreamInstances(
+    grpc::CallbackServerContext* ctx, const v1::StreamRequest* request) {
+  if (draining_) {
+    return new RejectedStream(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                           "the server is shutting down; use another replica"));
+  }
+  if (active_streams_.fetch_add(1) >= options_.max_streams) {
+    active_streams_--;
+    metrics_->Error("RESOURCE_EXHAUSTED");
+    return new RejectedStream(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("the server is serving its maximum of ", options_.max_streams,
+                     " concurrent streams; retry later or use another replica")));
+  }
+  return new StreamReactor(this, ctx, request);
+}
+
+grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetInstancesRequest* request,
+                                                           v1::GetInstancesResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  pool_->Submit([this, request, response, reactor] {
+    absl::Status s = [&]() -> absl::Status {
+      if (request->ids_size() > options_.max_get_ids) {
+        return absl::InvalidArgumentError(absl::StrCat("ids: at most ", options_.max_get_ids,
+                                                       " per call, got ", request->ids_size()));
+      }
+      BuildOptions build;
+      M3SERVE_RETURN_IF_ERROR(FromProto(request->images(), options_.limits, &build));
+      if (request->instructions() == v1::INSTRUCTION_MODE_RESAMPLE) {
+        build.resample_instructions = true;
+      } else if (request->instructions() != v1::INSTRUCTION_MODE_UNSPECIFIED &&
+                 request->instructions() != v1::INSTRUCTION_MODE_AS_INGESTED) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "instructions: unknown value ", static_cast<int>(request->instructions())));
+      }
+      build.seed = request->seed();
+      build.epoch = request->epoch();
+      std::vector<std::pair<storage::GroupKey, uint64_t>> keys;
+      for (int i = 0; i < request->ids_size(); ++i) {
+        storage::GroupKey g;
+        uint64_t ordinal;
+        absl::Status p = storage::ParseInstanceId(request->ids(i), &g, &ordinal);
+        if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat("ids[", i, "]: ", p.message()));
+        const storage::TaskInfo* t = dataset_->Task(g.task);
+        if (t != nullptr && !dataset_->policy().Admits(*t)) {
+          return absl::PermissionDeniedError(absl::StrCat(
+              "ids[", i, "]: task '", g.task, "' is excluded by the server's license policy"));
+        }
+        keys.emplace_back(std::move(g), ordinal);
+      }
+      auto got = dataset_->store().MultiGetInstances(keys);
+      for (size_t i = 0; i < got.size(); ++i) {
+        if (!got[i].ok()) {
+          absl::Status e = got[i].status();
+          return absl::Status(e.code(), absl::StrCat("ids[", i, "]: ", e.message()));
+        }
+        M3SERVE_RETURN_IF_ERROR(BuildInstance(*dataset_, *got[i], build, metrics_, response->add_instances()));
+      }
+      return absl::OkStatus();
+    }();
+    if (!s.ok()) {
+      metrics_->Error(CodeName(s.code()));
+      response->Clear();
+    }
+    reactor->Finish(ToGrpcStatus(s));
+  });
+  return reactor;
+}
+
+}  // namespace m3serve::server

@@ -1,0 +1,76 @@
+// File: server/service.h
+//
+// The gRPC service (callback API). Streams are ServerWriteReactors: a slow
+// client slows only its own stream (the next batch is produced only when the
+// window allows and written only after the previous write completed), no
+// thread is held per stream, and all RocksDB reads and image decoding run on
+// the WorkerPool, never inside a reaction.
+#ifndef M3SERVE_SERVER_SERVICE_H_
+#define M3SERVE_SERVER_SERVICE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "m3serve/v1/dataset.grpc.pb.h"
+#include "server/dataset.h"
+#include "server/metrics.h"
+#include "server/proto_convert.h"
+#include "server/worker_pool.h"
+
+namespace m3serve::server {
+
+struct ServiceOptions {
+  RequestLimits limits;
+  // Concurrent streams; beyond it StreamInstances fails RESOURCE_EXHAUSTED.
+  // Default 256.
+  int max_streams = 256;
+  // Batches a stream may prepare ahead of the one being written, besides the
+  // first. Default 2.
+  int prefetch_batches = 2;
+  // Server-wide byte budget for prepared-ahead batches (every stream may
+  // always prepare one). Default 64 MiB.
+  int64_t prefetch_budget_bytes = 64ll << 20;
+  // Secret that authenticates resume tokens (replicas must share it).
+  std::string token_key;
+  // At most this many ids per GetInstances call. Default 1024.
+  int max_get_ids = 1024;
+};
+
+class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
+ public:
+  // `dataset`, `pool` and `metrics` must outlive the service.
+  DatasetServiceImpl(const Dataset* dataset, WorkerPool* pool, Metrics* metrics, ServiceOptions options);
+
+  grpc::ServerUnaryReactor* GetCatalog(grpc::CallbackServerContext* ctx,
+                                       const v1::GetCatalogRequest* request,
+                                       v1::Catalog* response) override;
+  grpc::ServerUnaryReactor* Count(grpc::CallbackServerContext* ctx, const v1::CountRequest* request,
+                                  v1::CountResponse* response) override;
+  grpc::ServerWriteReactor<v1::InstanceBatch>* StreamInstances(
+      grpc::CallbackServerContext* ctx, const v1::StreamRequest* request) override;
+  grpc::ServerUnaryReactor* GetInstances(grpc::CallbackServerContext* ctx,
+                                         const v1::GetInstancesRequest* request,
+                                         v1::GetInstancesResponse* response) override;
+
+  int active_streams() const { return active_streams_.load(); }
+  // Refuse new streams with UNAVAILABLE (clients fail over to another
+  // replica); streams in flight continue. Thread-safe.
+  void BeginDrain() { draining_ = true; }
+
+ private:
+  friend class StreamReactor;
+  grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const absl::Status& s);
+
+  const Dataset* dataset_;
+  WorkerPool* pool_;
+  Metrics* metrics_;
+  ServiceOptions options_;
+  std::atomic<int> active_streams_{0};
+  std::atomic<bool> draining_{false};
+  std::atomic<int64_t> prefetched_bytes_{0};
+};
+
+}  // namespace m3serve::server
+
+#endif  // M3SERVE_SERVER_SERVICE_H_
