@@ -20,7 +20,7 @@ PACKAGES=(
   # metrics
   prometheus-cpp-dev
   # python client, tests, manifests checks
-  python3 python3-grpcio python3-protobuf python3-numpy python3-pytest python3-yaml
+  python3 python3-grpcio python3-protobuf python3-numpy python3-pytest python3-yaml python3-torch
 )
 
 missing=()

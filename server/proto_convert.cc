@@ -108,6 +108,7 @@ absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits,
   }
   out->resume_token = in.resume_token();
   out->limit = in.limit();
+  out->start_position = in.start_position();
   return absl::OkStatus();
 }
 

@@ -36,6 +36,7 @@ struct StreamSettings {
   uint64_t message_bytes = 2u << 20;
   std::string resume_token;
   uint64_t limit = 0;
+  uint64_t start_position = 0;
 };
 
 absl::Status FromProto(const v1::Selection& in, SelectionSpec* out);

@@ -134,6 +134,12 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     next_begin_ = 0;
     if (!settings_.resume_token.empty()) {
       M3SERVE_ASSIGN_OR_RETURN(next_begin_, plan_->Resume(settings_.resume_token));
+    } else if (settings_.start_position > plan_->shard_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("start_position ", settings_.start_position,
+                                                     " is beyond the shard size ",
+                                                     plan_->shard_size()));
+    } else {
+      next_begin_ = settings_.start_position;
     }
     end_ = plan_->shard_size();
     if (settings_.limit > 0 && settings_.limit < end_ - next_begin_) end_ = next_begin_ + settings_.limit;

@@ -211,6 +211,13 @@ TEST_F(ServeTest, CancelThenResumeWithTheToken) {
   limited.set_limit(10);
   Drained first10 = Drain(*c, limited);
   EXPECT_EQ(first10.ids, std::vector<std::string>(full.ids.begin(), full.ids.begin() + 10));
+  // start_position continues at a counted position without a token.
+  v1::StreamRequest skip = Request(0, 2, true, 9, 1);
+  skip.set_start_position(10);
+  Drained after10 = Drain(*c, skip);
+  EXPECT_EQ(after10.ids, std::vector<std::string>(full.ids.begin() + 10, full.ids.end()));
+  skip.set_start_position(full.ids.size() + 1);
+  EXPECT_THAT(Drain(*c, skip).status.message(), HasSubstr("start_position"));
 }
 
 TEST_F(ServeTest, ServerKilledAndRestartedMidStream) {

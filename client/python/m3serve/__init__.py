@@ -1,0 +1,17 @@
+"""m3serve: Python client of the m3serve M3IT data service.
+
+    import m3serve
+    client = m3serve.Client("127.0.0.1:50051")
+    print(client.count(tasks=["vqa-v2"], languages=["zh"]))
+    for batch in client.stream(tasks=["vqa-v2"], shard=(0, 4), shuffle=True, seed=17,
+                               images="decoded", size=(224, 224)):
+        for x in batch.instances:
+            x.images[0]  # numpy uint8 array (H, W, 3)
+
+The PyTorch dataset lives in ``m3serve.torch`` (imported separately, so the
+client does not need torch).
+"""
+
+from m3serve.client import Batch, Client, Image, Instance, M3ServeError
+
+__all__ = ["Batch", "Client", "Image", "Instance", "M3ServeError"]

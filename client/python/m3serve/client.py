@@ -1,0 +1,313 @@
+"""The m3serve gRPC client: catalog, count, random access and resumable streams.
+
+Semantics and defaults follow the C++ client (client/dataset_client.h): unary
+calls have a deadline and fail over between targets while one is UNAVAILABLE;
+streams reconnect on UNAVAILABLE, connection loss or a full replica
+(RESOURCE_EXHAUSTED), with backoff, to the next target, continuing from the
+resume token of the last batch received, so every instance of the shard is
+delivered exactly once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import grpc
+import numpy as np
+
+from m3serve.v1 import dataset_pb2 as pb
+from m3serve.v1 import dataset_pb2_grpc as pb_grpc
+
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED)
+_COMMERCIAL = {pb.COMMERCIAL_USE_YES: "yes", pb.COMMERCIAL_USE_NO: "no"}
+_FORMATS = {
+    pb.Image.FORMAT_JPEG: "jpeg", pb.Image.FORMAT_PNG: "png", pb.Image.FORMAT_GIF: "gif",
+    pb.Image.FORMAT_BMP: "bmp", pb.Image.FORMAT_WEBP: "webp", pb.Image.FORMAT_TIFF: "tiff",
+    pb.Image.FORMAT_RGB8: "rgb8",
+}
+_IMAGE_MODES = {"encoded": pb.IMAGE_MODE_ENCODED, "decoded": pb.IMAGE_MODE_DECODED, "none": pb.IMAGE_MODE_NONE}
+_RESIZE = {"fit": pb.RESIZE_MODE_FIT, "fill": pb.RESIZE_MODE_FILL, "stretch": pb.RESIZE_MODE_STRETCH}
+_MODALITY = {None: pb.MODALITY_UNSPECIFIED, "image": pb.MODALITY_IMAGE, "video": pb.MODALITY_VIDEO}
+
+
+class M3ServeError(Exception):
+    """An error from the server (or the transport): ``code`` is a grpc.StatusCode,
+    ``details`` the server's message, which names the offending request field."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+@dataclass
+class Image:
+    """One image. ``array`` is set for decoded images: a read-only numpy uint8
+    array (H, W, 3) over the received bytes (no copy). ``data`` holds the
+    original encoded bytes otherwise (empty with images="none")."""
+
+    format: str
+    width: int
+    height: int
+    content_hash: str
+    data: bytes = b""
+    array: Optional[np.ndarray] = None
+
+
+@dataclass
+class Instance:
+    id: str
+    task: str
+    split: str
+    language: str
+    instruction: str
+    inputs: str
+    outputs: str
+    images: List[Image]
+    license: str
+    source_dataset: str
+    meta: Optional[Dict[str, Any]]
+    shard_position: int
+
+
+@dataclass
+class Batch:
+    instances: List[Instance]
+    resume_token: bytes
+    shard_size: int
+    next_position: int
+    removed_by_policy: List[str] = field(default_factory=list)
+
+
+def _error(e: grpc.RpcError) -> M3ServeError:
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    details = e.details() if hasattr(e, "details") else str(e)
+    return M3ServeError(code, details or "")
+
+
+def _image(img: pb.Image) -> Image:
+    out = Image(_FORMATS.get(img.format, "unknown"), img.width, img.height, img.content_hash)
+    if img.format == pb.Image.FORMAT_RGB8:
+        # np.frombuffer views the bytes object; no per-pixel Python work, no copy.
+        out.array = np.frombuffer(img.data, dtype=np.uint8).reshape(img.height, img.width, img.channels or 3)
+    else:
+        out.data = img.data
+    return out
+
+
+def _instance(x: pb.Instance) -> Instance:
+    return Instance(
+        id=x.id, task=x.task, split=x.split, language=x.language, instruction=x.instruction,
+        inputs=x.inputs, outputs=x.outputs, images=[_image(i) for i in x.images],
+        license=x.license, source_dataset=x.source_dataset,
+        meta=json.loads(x.meta_json) if x.meta_json else None, shard_position=x.shard_position)
+
+
+def selection(tasks: Optional[Sequence[str]] = None, categories: Optional[Sequence[str]] = None,
+              splits: Optional[Sequence[str]] = None, languages: Optional[Sequence[str]] = None,
+              licenses: Optional[Sequence[str]] = None, commercial_use_only: bool = False,
+              exclude_tasks: Optional[Sequence[str]] = None, modality: Optional[str] = None) -> pb.Selection:
+    """Build a Selection message; empty or None fields mean no constraint."""
+    if modality not in _MODALITY:
+        raise ValueError(f"modality must be 'image', 'video' or None, got {modality!r}")
+    return pb.Selection(
+        tasks=list(tasks or []), categories=list(categories or []), splits=list(splits or []),
+        languages=list(languages or []), licenses=list(licenses or []),
+        commercial_use_only=commercial_use_only, exclude_tasks=list(exclude_tasks or []),
+        modality=_MODALITY[modality])
+
+
+def _image_options(images: str, size: Optional[Tuple[int, int]], resize: str, max_images: int) -> pb.ImageOptions:
+    if images not in _IMAGE_MODES:
+        raise ValueError(f"images must be one of {sorted(_IMAGE_MODES)}, got {images!r}")
+    if resize not in _RESIZE:
+        raise ValueError(f"resize must be one of {sorted(_RESIZE)}, got {resize!r}")
+    width, height = size if size else (0, 0)
+    return pb.ImageOptions(mode=_IMAGE_MODES[images], width=width, height=height,
+                           resize=_RESIZE[resize], max_images_per_instance=max_images)
+
+
+class Client:
+    """A client of one or more m3serve servers ("host:port" targets).
+
+    timeout: deadline of unary calls, seconds. max_attempts: a stream gives up
+    after this many consecutive failed attempts that delivered nothing.
+    initial_backoff / max_backoff: seconds between attempts (doubling).
+    """
+
+    def __init__(self, targets: Union[str, Sequence[str]], *, timeout: float = 30.0,
+                 max_attempts: int = 30, initial_backoff: float = 0.1, max_backoff: float = 2.0,
+                 max_receive_message_bytes: int = 128 << 20,
+                 credentials: Optional[grpc.ChannelCredentials] = None):
+        self.targets = [targets] if isinstance(targets, str) else list(targets)
+        if not self.targets:
+            raise ValueError("no server target given")
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        options = [
+            ("grpc.max_receive_message_length", max_receive_message_bytes),
+            ("grpc.keepalive_time_ms", 10000),
+            ("grpc.keepalive_timeout_ms", 5000),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ]
+        self._channels = [
+            grpc.secure_channel(t, credentials, options) if credentials else grpc.insecure_channel(t, options)
+            for t in self.targets
+        ]
+        self._stubs = [pb_grpc.DatasetServiceStub(c) for c in self._channels]
+        self._next = itertools.count()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        for c in self._channels:
+            c.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _pick(self) -> int:
+        with self._lock:
+            return next(self._next)
+
+    def _unary(self, method: str, request):
+        first = self._pick()
+        last = None
+        for i in range(len(self._stubs)):
+            stub = self._stubs[(first + i) % len(self._stubs)]
+            try:
+                return getattr(stub, method)(request, timeout=self.timeout)
+            except grpc.RpcError as e:
+                last = e
+                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    break
+        raise _error(last)
+
+    # -- unary calls ----------------------------------------------------------
+
+    def catalog_message(self) -> pb.Catalog:
+        """The catalog as the raw protobuf message."""
+        return self._unary("GetCatalog", pb.GetCatalogRequest())
+
+    def catalog(self) -> Dict[str, Any]:
+        """The catalog as a dict, in the shape of `m3serve-client catalog --json`."""
+        c = self.catalog_message()
+        return {
+            "dataset_version": c.dataset_version,
+            "total_instances": c.total_instances,
+            "unique_images": c.unique_images,
+            "languages": list(c.languages),
+            "splits": list(c.splits),
+            "tasks": [{
+                "name": t.name, "category": t.category, "source_dataset": t.source_dataset,
+                "license": t.license, "commercial_use": _COMMERCIAL.get(t.commercial_use, "unknown"),
+                "held_out": t.held_out, "modality": "video" if t.modality == pb.MODALITY_VIDEO else "image",
+                "instructions": t.instruction_count, "instances": t.instances,
+            } for t in c.tasks],
+            "groups": [{"task": g.task, "split": g.split, "lang": g.language, "instances": g.instances}
+                       for g in c.counts],
+            "policy": {"removed_tasks": list(c.policy.removed_tasks)},
+        }
+
+    def count(self, **selection_kwargs) -> Dict[str, Any]:
+        """How many instances a selection matches, in the shape of `m3serve-client count --json`.
+        Keyword arguments: tasks, categories, splits, languages, licenses,
+        commercial_use_only, exclude_tasks, modality."""
+        r = self._unary("Count", pb.CountRequest(selection=selection(**selection_kwargs)))
+        return {
+            "total": r.total,
+            "groups": [{"task": g.task, "split": g.split, "lang": g.language, "instances": g.instances}
+                       for g in r.groups],
+            "removed_by_policy": list(r.removed_by_policy),
+        }
+
+    def get(self, ids: Sequence[str], *, images: str = "encoded", size: Optional[Tuple[int, int]] = None,
+            resize: str = "fit", max_images: int = 0, resample_instructions: bool = False,
+            seed: int = 0, epoch: int = 0) -> List[Instance]:
+        """Instances by id ("task/split/lang/ordinal"), in request order."""
+        req = pb.GetInstancesRequest(
+            ids=list(ids), images=_image_options(images, size, resize, max_images),
+            instructions=pb.INSTRUCTION_MODE_RESAMPLE if resample_instructions else pb.INSTRUCTION_MODE_AS_INGESTED,
+            seed=seed, epoch=epoch)
+        return [_instance(x) for x in self._unary("GetInstances", req).instances]
+
+    # -- streaming ------------------------------------------------------------
+
+    def stream_request(self, *, shard: Tuple[int, int] = (0, 1), drop_remainder: bool = False,
+                       seed: int = 0, epoch: int = 0, shuffle: bool = False, images: str = "encoded",
+                       size: Optional[Tuple[int, int]] = None, resize: str = "fit", max_images: int = 0,
+                       resample_instructions: bool = False, batch_size: int = 32,
+                       max_message_bytes: int = 0, resume_token: Optional[bytes] = None,
+                       start_position: int = 0, limit: int = 0, **selection_kwargs) -> pb.StreamRequest:
+        """The StreamRequest that stream() sends (see stream() for the arguments)."""
+        index, count = shard
+        return pb.StreamRequest(
+            selection=selection(**selection_kwargs),
+            sharding=pb.Sharding(index=index, count=count, drop_remainder=drop_remainder),
+            order=pb.ORDER_SHUFFLED if shuffle else pb.ORDER_SEQUENTIAL,
+            seed=seed, epoch=epoch,
+            instructions=pb.INSTRUCTION_MODE_RESAMPLE if resample_instructions else pb.INSTRUCTION_MODE_AS_INGESTED,
+            images=_image_options(images, size, resize, max_images),
+            batch_size=batch_size, max_message_bytes=max_message_bytes,
+            resume_token=resume_token or b"", start_position=start_position, limit=limit)
+
+    def stream(self, **kwargs) -> Iterator[Batch]:
+        """Stream one shard of a selection as batches.
+
+        Selection: tasks, categories, splits, languages, licenses,
+        commercial_use_only, exclude_tasks, modality ("image" | "video").
+        shard=(index, count), drop_remainder; shuffle, seed, epoch;
+        images="encoded" | "decoded" | "none", size=(w, h), resize="fit" |
+        "fill" | "stretch", max_images; resample_instructions; batch_size,
+        max_message_bytes; resume_token (bytes from Batch.resume_token),
+        start_position, limit.
+
+        Reconnects transparently; raises M3ServeError for errors that retrying
+        cannot fix (the server's code and message) or after max_attempts.
+        """
+        request = self.stream_request(**kwargs)
+        return self._stream(request)
+
+    def _stream(self, request: pb.StreamRequest) -> Iterator[Batch]:
+        limit = request.limit
+        received = 0
+        failures = 0
+        backoff = self.initial_backoff
+        target = self._pick()
+        while True:
+            if limit and received >= limit:
+                return
+            call = self._stubs[target % len(self._stubs)].StreamInstances(request)
+            try:
+                for msg in call:
+                    failures = 0
+                    received += len(msg.instances)
+                    request.resume_token = msg.resume_token
+                    if limit:
+                        request.limit = max(limit - received, 0)
+                    yield Batch([_instance(x) for x in msg.instances], msg.resume_token,
+                                msg.shard_size, msg.next_position, list(msg.removed_by_policy))
+                return
+            except grpc.RpcError as e:
+                if e.code() not in _RETRYABLE:
+                    raise _error(e) from None
+                failures += 1
+                if failures >= self.max_attempts:
+                    err = _error(e)
+                    raise M3ServeError(err.code, f"{err.details} (gave up after {failures} attempts)") from None
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                target += 1
+            finally:
+                call.cancel()

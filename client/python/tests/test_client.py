@@ -1,0 +1,89 @@
+import json
+
+import grpc
+import numpy as np
+import pytest
+
+import m3serve
+from conftest import BIN, run
+
+
+def test_catalog_and_count_match_the_cpp_cli(server):
+    client = m3serve.Client(server.target)
+    cli = json.loads(run(BIN / "m3serve-client", "catalog", "--target", server.target, "--json").stdout)
+    py = client.catalog()
+    for key in ("dataset_version", "total_instances", "unique_images", "languages", "splits", "tasks", "groups"):
+        assert py[key] == cli[key], key
+    cli_count = json.loads(run(BIN / "m3serve-client", "count", "--target", server.target, "--tasks", "vqa-v2",
+                               "--languages", "zh,fr", "--json").stdout)
+    assert client.count(tasks=["vqa-v2"], languages=["zh", "fr"]) == cli_count
+    assert cli_count["total"] > 0
+
+
+def test_decoded_arrays_equal_the_cpp_clients_bytes(server, tmp_path):
+    ids = ["coco/train/en/0", "gqa/validation/en/1", "vist/train/en/0"]
+    run(BIN / "m3serve-client", "get", "--target", server.target, *ids, "--images", "decoded",
+        "--width", "64", "--height", "48", "--resize", "fit", "--dump", tmp_path)
+    got = m3serve.Client(server.target).get(ids, images="decoded", size=(64, 48), resize="fit")
+    assert [x.id for x in got] == ids
+    for x in got:
+        for k, img in enumerate(x.images):
+            assert img.array.shape == (48, 64, 3) and img.array.dtype == np.uint8
+            assert not img.array.flags.writeable  # a view over the received bytes
+            ppm = (tmp_path / f"{x.id.replace('/', '_')}_{k}.ppm").read_bytes()
+            header_end = ppm.index(b"255\n") + 4
+            assert ppm[:header_end] == b"P6\n64 48\n255\n"
+            assert img.array.tobytes() == ppm[header_end:]
+    assert len(got[2].images) == 5  # vist: five images in order
+
+
+def test_encoded_images_are_the_stored_bytes(server):
+    (x,) = m3serve.Client(server.target).get(["gqa/train/en/0"], images="encoded")
+    img = x.images[0]
+    assert img.format == "png" and img.data.startswith(b"\x89PNG") and img.array is None
+
+
+def test_stream_shards_and_resume_token(server):
+    client = m3serve.Client(server.target)
+    total = client.catalog()["total_instances"]
+    seen = []
+    for i in range(3):
+        for batch in client.stream(shard=(i, 3), shuffle=True, seed=5, images="none", batch_size=7):
+            seen += [x.id for x in batch.instances]
+    assert len(seen) == total and len(set(seen)) == total
+    full = [x.id for b in client.stream(shard=(1, 2), shuffle=True, seed=9, images="none") for x in b.instances]
+    it = client.stream(shard=(1, 2), shuffle=True, seed=9, images="none", batch_size=5)
+    first = next(it)
+    it.close()
+    rest = [x.id for b in client.stream(shard=(1, 2), shuffle=True, seed=9, images="none", batch_size=5,
+                                        resume_token=first.resume_token) for x in b.instances]
+    assert [x.id for x in first.instances] + rest == full
+
+
+def test_errors_carry_the_grpc_code_and_message(server):
+    client = m3serve.Client(server.target)
+    with pytest.raises(m3serve.M3ServeError) as e:
+        list(client.stream(shard=(3, 3)))
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "sharding.index" in e.value.details
+    with pytest.raises(m3serve.M3ServeError) as e:
+        client.count(tasks=["no-such-task"])
+    assert e.value.code == grpc.StatusCode.NOT_FOUND and "selection.tasks" in e.value.details
+    with pytest.raises(m3serve.M3ServeError) as e:
+        client.get(["coco/train/en/123456"])
+    assert e.value.code == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(m3serve.M3ServeError) as e:
+        list(client.stream(batch_size=0))
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "batch_size" in e.value.details
+    with pytest.raises(ValueError):
+        client.stream(images="jpeg")
+
+
+def test_server_killed_and_restarted_mid_iteration(own_server):
+    client = m3serve.Client(own_server.target, initial_backoff=0.05, max_backoff=0.5)
+    want = [x.id for b in client.stream(shuffle=True, seed=3, images="none") for x in b.instances]
+    got = []
+    for n, batch in enumerate(client.stream(shuffle=True, seed=3, images="encoded", batch_size=4)):
+        got += [x.id for x in batch.instances]
+        if n == 3:
+            own_server.restart()  # SIGKILL, then the same port again
+    assert got == want
