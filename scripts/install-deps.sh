@@ -2,7 +2,12 @@
 # Install m3serve's build and test dependencies from Debian bookworm packages.
 # Idempotent: packages already installed are not touched, and apt-get runs only
 # when something is missing. Needs root (or sudo).
+#   M3SERVE_DEPS=all (default): everything, including python3-torch for the
+#                               PyTorch dataset and its tests
+#   M3SERVE_DEPS=build:         what building and the C++ unit tests need (the
+#                               container image's build stage)
 set -euo pipefail
+PROFILE=${M3SERVE_DEPS:-all}
 
 PACKAGES=(
   # toolchain
@@ -19,9 +24,18 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # metrics
   prometheus-cpp-dev
-  # python client, tests, manifests checks
-  python3 python3-grpcio python3-protobuf python3-numpy python3-pytest python3-yaml python3-torch
+  # python client stubs
+  python3
 )
+if [ "$PROFILE" = "all" ]; then
+  PACKAGES+=(
+    # python client, PyTorch dataset, their tests, manifest checks
+    python3-grpcio python3-protobuf python3-numpy python3-pytest python3-yaml python3-torch
+  )
+elif [ "$PROFILE" != "build" ]; then
+  echo "install-deps: M3SERVE_DEPS must be all or build, got '$PROFILE'" >&2
+  exit 2
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,5 +1,7 @@
 #include "storage/store.h"
 
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
 #include <system_error>
 
@@ -73,6 +75,20 @@ rocksdb::ColumnFamilyOptions CfOptions(int cf, const std::shared_ptr<rocksdb::Ca
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
   return o;
 }
+
+// Read-only opens must not write to the store directory (it may be a
+// read-only volume shared by server replicas), so RocksDB's info log goes to
+// stderr, warnings and worse only.
+class StderrLogger : public rocksdb::Logger {
+ public:
+  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char buf[1024];
+    vsnprintf(buf, sizeof(buf), format, ap);
+    std::fprintf(stderr, "rocksdb: %s\n", buf);
+  }
+};
 
 }  // namespace
 
@@ -213,6 +229,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   dbo.keep_log_file_num = 3;
   dbo.max_log_file_size = 8 << 20;
   dbo.bytes_per_sync = 1 << 20;
+  if (options.read_only) dbo.info_log = std::make_shared<StderrLogger>();
 
   if (exists) {
     std::vector<std::string> names;

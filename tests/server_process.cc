@@ -8,8 +8,10 @@
 
 namespace m3serve::tests {
 
-ServerProcess::ServerProcess(std::string db, std::string work_dir, std::vector<std::string> extra_args)
-    : db_(std::move(db)), dir_(std::move(work_dir)), extra_(std::move(extra_args)) {
+ServerProcess::ServerProcess(std::string db, std::string work_dir, std::vector<std::string> extra_args,
+                             std::vector<std::string> wrapper)
+    : db_(std::move(db)), dir_(std::move(work_dir)), extra_(std::move(extra_args)),
+      wrapper_(std::move(wrapper)) {
   std::filesystem::create_directories(dir_);
 }
 
@@ -26,6 +28,12 @@ bool ServerProcess::Start(std::string* error) {
                                    "127.0.0.1:" + std::to_string(port_), "--metrics-listen",
                                    "127.0.0.1:0", "--ready-file", ready};
   args.insert(args.end(), extra_.begin(), extra_.end());
+  if (!wrapper_.empty()) {
+    // The wrapper receives the server command line as its trailing arguments.
+    std::vector<std::string> full = wrapper_;
+    full.insert(full.end(), args.begin(), args.end());
+    args = std::move(full);
+  }
   // Append to the log across restarts.
   const std::string log_path = dir_ + "/server" + (starts_++ ? std::to_string(starts_) : "") + ".log";
   child_ = std::make_unique<Child>(args, log_path);

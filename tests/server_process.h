@@ -15,8 +15,10 @@ namespace m3serve::tests {
 
 class ServerProcess {
  public:
-  // `work_dir` receives the ready file and the log.
-  ServerProcess(std::string db, std::string work_dir, std::vector<std::string> extra_args = {});
+  // `work_dir` receives the ready file and the log. `wrapper`, when given, is
+  // a command prefix the server runs under (e.g. a shell that mounts first).
+  ServerProcess(std::string db, std::string work_dir, std::vector<std::string> extra_args = {},
+                std::vector<std::string> wrapper = {});
   ~ServerProcess();
 
   // Start (port 0 the first time, the same port on restarts) and wait until
@@ -34,6 +36,7 @@ class ServerProcess {
  private:
   std::string db_, dir_;
   std::vector<std::string> extra_;
+  std::vector<std::string> wrapper_;
   std::unique_ptr<Child> child_;
   int port_ = 0;
   int metrics_port_ = 0;
