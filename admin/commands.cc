@@ -115,7 +115,9 @@ int IngestCommand(int argc, char** argv) {
   if (metadata.empty()) metadata = ingest::TaskRegistry::DefaultMetadataPath();
   auto registry = ingest::TaskRegistry::Load(metadata, overrides);
   if (!registry.ok()) return Fatal("ingest", registry.status());
-  auto store = Store::Open({.path = db});
+  // Bulk load: no WAL; atomic flushes keep rows and progress consistent, and
+  // Ingest() flushes before returning.
+  auto store = Store::Open({.path = db, .bulk_ingest = true});
   if (!store.ok()) return Fatal("ingest", store.status());
 
   options.sources = sources;

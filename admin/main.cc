@@ -5,6 +5,8 @@
 //   m3serve-admin verify --db DIR [--json]
 //   m3serve-admin sample --out DIR [--seed S] [--scale K] [--bad-lines]
 //   m3serve-admin checkpoint --db DIR --out DIR
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -31,6 +33,11 @@ constexpr char kUsage[] =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Large buffers (lines, batches, decoded images) are allocated and freed all
+  // the time: keep them in the heap instead of fresh mmaps, whose page faults
+  // cost more than the copies.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
       std::strcmp(argv[1], "help") == 0) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);

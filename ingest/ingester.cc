@@ -675,6 +675,9 @@ absl::Status Pipeline::WriteItem(WorkItem* item, IngestReport* report) {
 
 absl::Status Pipeline::Run(std::vector<JobState>* jobs, IngestReport* report) {
   M3SERVE_ASSIGN_OR_RETURN(storage::Catalog catalog, store_->ReadCatalog());
+  // A batch is committed once it passes commit_bytes; room for one more large
+  // row avoids regrowing (and copying) the buffer.
+  batch_.Reserve(options_.commit_bytes + options_.commit_bytes / 4);
   counts_ = catalog.counts;
   pools_ = catalog.pools;
   unique_images_ = catalog.unique_images;

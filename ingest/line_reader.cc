@@ -85,6 +85,7 @@ absl::Status LineReader::Fill() {
 
 absl::Status LineReader::Next(size_t target_bytes, size_t max_lines, LineChunk* chunk) {
   chunk->buf.clear();
+  chunk->buf.reserve(target_bytes + (target_bytes >> 2) + kLinePadding);
   chunk->lines.clear();
   chunk->start_offset = offset_;
   chunk->eof = false;

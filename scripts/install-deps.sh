@@ -31,6 +31,8 @@ if [ "$PROFILE" = "all" ]; then
   PACKAGES+=(
     # python client, PyTorch dataset, their tests, manifest checks
     python3-grpcio python3-protobuf python3-numpy python3-pytest python3-yaml python3-torch
+    # benchmark peers (the Python / PIL pipeline a user writes today)
+    python3-pil
   )
 elif [ "$PROFILE" != "build" ]; then
   echo "install-deps: M3SERVE_DEPS must be all or build, got '$PROFILE'" >&2

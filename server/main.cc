@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -20,6 +22,11 @@
 #include "server/server.h"
 
 int main(int argc, char** argv) {
+  // Large buffers (lines, batches, decoded images) are allocated and freed all
+  // the time: keep them in the heap instead of fresh mmaps, whose page faults
+  // cost more than the copies.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   using m3serve::FlagSet;
   m3serve::server::ServerOptions o;
   std::string ready_file;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "rocksdb/cache.h"
+#include "rocksdb/comparator.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
@@ -95,21 +96,38 @@ class StderrLogger : public rocksdb::Logger {
 // ---------------------------------------------------------------------------
 // StoreWriteBatch
 
+// A batch is built before it meets a Store, so it addresses column families
+// by their fixed ids (Store::Open checks that the database's ids are the
+// schema's) through these stand-in handles, and writes straight into a
+// rocksdb::WriteBatch: one copy of each value.
+class SchemaCfHandle final : public rocksdb::ColumnFamilyHandle {
+ public:
+  explicit SchemaCfHandle(int id) : id_(id), name_(kColumnFamilyNames[id]) {}
+  const std::string& GetName() const override { return name_; }
+  uint32_t GetID() const override { return static_cast<uint32_t>(id_); }
+  rocksdb::Status GetDescriptor(rocksdb::ColumnFamilyDescriptor*) override {
+    return rocksdb::Status::NotSupported("schema handle");
+  }
+  const rocksdb::Comparator* GetComparator() const override { return rocksdb::BytewiseComparator(); }
+
+ private:
+  int id_;
+  std::string name_;
+};
+
+rocksdb::ColumnFamilyHandle* SchemaCf(int id) {
+  static SchemaCfHandle* handles[kNumColumnFamilies] = {
+      new SchemaCfHandle(0), new SchemaCfHandle(1), new SchemaCfHandle(2),
+      new SchemaCfHandle(3), new SchemaCfHandle(4), new SchemaCfHandle(5)};
+  return handles[id];
+}
+
 struct StoreWriteBatch::Rep {
-  // Column family handles belong to an open Store, so a batch records the
-  // target column family id of each operation and Store::Write() replays the
-  // list into a rocksdb::WriteBatch.
-  struct Op {
-    int cf;
-    std::string key;
-    std::string value;
-    bool is_delete = false;
-  };
-  std::vector<Op> ops;
-  size_t bytes = 0;
-  void Put(int cf, std::string key, std::string value) {
-    bytes += key.size() + value.size() + 8;
-    ops.push_back({cf, std::move(key), std::move(value)});
+  rocksdb::WriteBatch batch;
+  rocksdb::Status status;  // first error of a Put (reported by Store::Write)
+  void Put(int cf, absl::string_view key, absl::string_view value) {
+    rocksdb::Status s = batch.Put(SchemaCf(cf), ToSlice(key), ToSlice(value));
+    if (status.ok() && !s.ok()) status = s;
   }
 };
 
@@ -123,8 +141,8 @@ void StoreWriteBatch::PutInstance(const Instance& x) {
 }
 
 void StoreWriteBatch::PutImage(const Hash128& hash, const ImageMeta& meta, absl::string_view bytes) {
-  rep_->Put(kImagesCf, std::string(hash.Raw()), std::string(bytes));
-  rep_->Put(kImageMetaCf, std::string(hash.Raw()), EncodeImageMeta(meta));
+  rep_->Put(kImagesCf, hash.Raw(), bytes);
+  rep_->Put(kImageMetaCf, hash.Raw(), EncodeImageMeta(meta));
 }
 
 void StoreWriteBatch::PutTask(const TaskInfo& task) {
@@ -139,24 +157,28 @@ void StoreWriteBatch::PutPool(absl::string_view task, absl::string_view lang,
 void StoreWriteBatch::PutCount(const GroupKey& group, uint64_t count) {
   std::string v;
   AppendBigEndian64(&v, count);
-  rep_->Put(kCatalogCf, CatalogCountKey(group), std::move(v));
+  rep_->Put(kCatalogCf, CatalogCountKey(group), v);
 }
 
 void StoreWriteBatch::PutImageCount(uint64_t n) {
   std::string v;
   AppendBigEndian64(&v, n);
-  rep_->Put(kCatalogCf, CatalogImageCountKey(), std::move(v));
+  rep_->Put(kCatalogCf, CatalogImageCountKey(), v);
 }
 
 void StoreWriteBatch::PutProgress(absl::string_view source_key, const FileProgress& p) {
-  rep_->Put(kProgressCf, std::string(source_key), EncodeFileProgress(p));
+  rep_->Put(kProgressCf, source_key, EncodeFileProgress(p));
 }
 
-int StoreWriteBatch::Count() const { return static_cast<int>(rep_->ops.size()); }
-size_t StoreWriteBatch::ApproximateBytes() const { return rep_->bytes; }
+void StoreWriteBatch::Reserve(size_t bytes) {
+  if (rep_->batch.Count() == 0) rep_->batch = rocksdb::WriteBatch(bytes);
+}
+
+int StoreWriteBatch::Count() const { return static_cast<int>(rep_->batch.Count()); }
+size_t StoreWriteBatch::ApproximateBytes() const { return rep_->batch.GetDataSize(); }
 void StoreWriteBatch::Clear() {
-  rep_->ops.clear();
-  rep_->bytes = 0;
+  rep_->batch.Clear();
+  rep_->status = rocksdb::Status::OK();
 }
 
 // ---------------------------------------------------------------------------
@@ -229,6 +251,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   dbo.keep_log_file_num = 3;
   dbo.max_log_file_size = 8 << 20;
   dbo.bytes_per_sync = 1 << 20;
+  // Column families flush together, so a crash without WAL (bulk_ingest)
+  // still leaves them consistent with each other.
+  dbo.atomic_flush = true;
   if (options.read_only) dbo.info_log = std::make_shared<StderrLogger>();
 
   if (exists) {
@@ -264,6 +289,13 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     return FromRocksDbStatus(s, absl::StrCat("open ", options.path));
   }
 
+  for (int i = 0; i < kNumColumnFamilies; ++i) {
+    if (impl->cfs[i]->GetID() != static_cast<uint32_t>(i)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          options.path, ": column family '", kColumnFamilyNames[i], "' has id ",
+          impl->cfs[i]->GetID(), ", expected ", i, " (not a store written by m3serve)"));
+    }
+  }
   std::string schema;
   absl::Status gs = impl->Get(kDefaultCf, kSchemaKey, &schema, "schema version");
   if (absl::IsNotFound(gs)) {
@@ -289,14 +321,10 @@ bool Store::read_only() const { return impl_->options.read_only; }
 
 absl::Status Store::Write(StoreWriteBatch* batch) {
   if (read_only()) return absl::FailedPreconditionError("store is open read-only");
-  rocksdb::WriteBatch wb(batch->ApproximateBytes() + 1024);
-  for (auto& op : batch->rep_->ops) {
-    rocksdb::Status s = op.is_delete ? wb.Delete(impl_->cf(op.cf), op.key)
-                                     : wb.Put(impl_->cf(op.cf), op.key, op.value);
-    if (!s.ok()) return FromRocksDbStatus(s, "build write batch");
-  }
+  if (!batch->rep_->status.ok()) return FromRocksDbStatus(batch->rep_->status, "build write batch");
   rocksdb::WriteOptions wo;
-  rocksdb::Status s = impl_->db->Write(wo, &wb);
+  wo.disableWAL = impl_->options.bulk_ingest;
+  rocksdb::Status s = impl_->db->Write(wo, &batch->rep_->batch);
   if (!s.ok()) return FromRocksDbStatus(s, absl::StrCat("write to ", path()));
   batch->Clear();
   return absl::OkStatus();

@@ -34,10 +34,16 @@ struct StoreOptions {
   bool create_if_missing = true;
   // Shared block cache for index, filter and data blocks. Default: 256 MiB.
   uint64_t block_cache_bytes = 256ull << 20;
+  // Bulk loading: writes skip the write-ahead log. Column families are
+  // flushed atomically together, so a crash or kill loses the writes since the
+  // last flush but leaves every column family consistent with the others
+  // (ingest progress included: an interrupted ingest resumes from what is on
+  // disk). Call Flush() before closing. Default: false.
+  bool bulk_ingest = false;
 };
 
-// A set of writes applied atomically by Store::Write: either all of them are
-// durable after a crash or SIGKILL, or none.
+// A set of writes applied atomically by Store::Write: after a crash or
+// SIGKILL either all of them are in the store, or none.
 class StoreWriteBatch {
  public:
   StoreWriteBatch();
@@ -54,6 +60,10 @@ class StoreWriteBatch {
   void PutCount(const GroupKey& group, uint64_t count);
   void PutImageCount(uint64_t unique_images);
   void PutProgress(absl::string_view source_key, const FileProgress& progress);
+
+  // Pre-allocate room for `bytes` of operations (avoids regrowing the buffer
+  // of a large batch). Only effective on an empty batch.
+  void Reserve(size_t bytes);
 
   // Number of operations and approximate serialized size.
   int Count() const;
@@ -80,7 +90,7 @@ class Store {
   const std::string& path() const;
   bool read_only() const;
 
-  // Apply `batch` atomically (WAL on, no fsync: survives process kills).
+  // Apply `batch` atomically (WAL on unless bulk_ingest; no fsync).
   // FailedPrecondition when read-only; ResourceExhausted when the disk is full.
   absl::Status Write(StoreWriteBatch* batch);
 

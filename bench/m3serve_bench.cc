@@ -1,0 +1,298 @@
+// m3serve-bench: the C++ side of bench/run. Each subcommand measures one
+// thing and prints one JSON object on stdout.
+//
+//   decode-limit  --db DIR --threads N --width W --height H [--seconds S]
+//       OpenCV decode (with the same reduced-JPEG choice) + resize + RGB of the
+//       store's images held in memory, N threads: the decode limit.
+//   store-read    --db DIR [--seconds S]
+//       Read every image's bytes straight from the store in a tight loop.
+//   stream        --target T [--streams K] [--slow F] [--images decoded|encoded]
+//                 [--width W --height H] [--seconds S] [--tasks a,b --languages x,y]
+//       K concurrent client streams; a fraction F of them sleep 20 ms per batch.
+//       Aggregate images/s, MB/s, batch latency percentiles, time to first batch.
+//   random-access --target T [--n N]
+//       GetInstances latency for random ids.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/dataset_client.h"
+#include "common/cli.h"
+#include "common/json_writer.h"
+#include "server/image_transform.h"
+#include "storage/store.h"
+
+namespace {
+
+using namespace m3serve;  // NOLINT
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+double CpuSeconds() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+}
+
+int Usage(const std::string& msg) {
+  std::fprintf(stderr, "m3serve-bench: %s\n", msg.c_str());
+  return 2;
+}
+
+struct LoadedImage {
+  std::string bytes;
+  storage::ImageMeta meta;
+};
+
+absl::StatusOr<std::vector<LoadedImage>> LoadImages(const std::string& db) {
+  auto store = storage::Store::Open({.path = db, .read_only = true});
+  if (!store.ok()) return store.status();
+  std::vector<LoadedImage> out;
+  absl::Status s = (*store)->ForEachImage([&](const Hash128& h, absl::string_view bytes) {
+    auto meta = (*store)->GetImageMeta(h);
+    if (meta.ok()) out.push_back({std::string(bytes), *meta});
+    return true;
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+int DecodeLimit(int argc, char** argv) {
+  std::string db;
+  int64_t threads = 2, width = 224, height = 224;
+  double seconds = 5;
+  FlagSet f("m3serve-bench decode-limit --db DIR", "decode + resize loop over in-memory images");
+  f.String("db", &db, "store");
+  f.Int("threads", &threads, "threads");
+  f.Int("width", &width, "target width");
+  f.Int("height", &height, "target height");
+  f.Double("seconds", &seconds, "duration");
+  std::vector<std::string> args;
+  if (!f.Parse(argc, argv, 2, &args).ok() || db.empty()) return Usage("decode-limit: bad flags");
+  auto images = LoadImages(db);
+  if (!images.ok() || images->empty()) return Usage("decode-limit: cannot load images");
+  server::ImageTarget target{static_cast<uint32_t>(width), static_cast<uint32_t>(height), server::ResizeMode::kFill};
+  std::atomic<uint64_t> done{0};
+  std::atomic<bool> stop{false};
+  const double cpu0 = CpuSeconds();
+  const auto t0 = Clock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      std::string rgb;
+      uint32_t w, h;
+      for (size_t i = t; !stop.load(std::memory_order_relaxed); i += threads) {
+        const auto& img = (*images)[i % images->size()];
+        if (server::DecodeToRgb(img.bytes, img.meta, target, &rgb, &w, &h).ok()) done++;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+  stop = true;
+  for (auto& th : pool) th.join();
+  const double secs = Seconds(t0, Clock::now());
+  JsonWriter w;
+  w.BeginObject().Key("images").Uint(done).Key("seconds").Double(secs)
+      .Key("images_per_second").Double(done / secs).Key("cpu_seconds").Double(CpuSeconds() - cpu0)
+      .Key("threads").Int(threads).EndObject();
+  std::cout << w.str() << std::endl;
+  return 0;
+}
+
+int StoreRead(int argc, char** argv) {
+  std::string db;
+  double seconds = 3;
+  FlagSet f("m3serve-bench store-read --db DIR", "read image bytes from the store in a loop");
+  f.String("db", &db, "store");
+  f.Double("seconds", &seconds, "duration");
+  std::vector<std::string> args;
+  if (!f.Parse(argc, argv, 2, &args).ok() || db.empty()) return Usage("store-read: bad flags");
+  auto store = storage::Store::Open({.path = db, .read_only = true});
+  if (!store.ok()) return Usage(store.status().ToString());
+  std::vector<Hash128> hashes;
+  (void)(*store)->ForEachImageMeta([&](const Hash128& h, const storage::ImageMeta&) {
+    hashes.push_back(h);
+    return true;
+  });
+  uint64_t n = 0, bytes = 0;
+  const auto t0 = Clock::now();
+  while (Seconds(t0, Clock::now()) < seconds) {
+    for (const auto& h : hashes) {
+      auto b = (*store)->GetImage(h);
+      if (b.ok()) {
+        ++n;
+        bytes += b->size();
+      }
+    }
+  }
+  const double secs = Seconds(t0, Clock::now());
+  JsonWriter w;
+  w.BeginObject().Key("images").Uint(n).Key("bytes").Uint(bytes).Key("seconds").Double(secs)
+      .Key("images_per_second").Double(n / secs).Key("mb_per_second").Double(bytes / 1e6 / secs).EndObject();
+  std::cout << w.str() << std::endl;
+  return 0;
+}
+
+int Stream(int argc, char** argv) {
+  std::string target, images = "decoded";
+  std::vector<std::string> tasks, languages;
+  int64_t streams = 1, width = 224, height = 224, batch = 32;
+  double seconds = 10, slow = 0;
+  FlagSet f("m3serve-bench stream --target T", "concurrent streams");
+  f.String("target", &target, "server");
+  f.String("images", &images, "decoded | encoded");
+  f.List("tasks", &tasks, "tasks");
+  f.List("languages", &languages, "languages");
+  f.Int("streams", &streams, "concurrent streams");
+  f.Int("width", &width, "width");
+  f.Int("height", &height, "height");
+  f.Int("batch-size", &batch, "batch size");
+  f.Double("seconds", &seconds, "duration (0: to the end of the shard)");
+  f.Double("slow", &slow, "fraction of streams that sleep 20 ms per batch");
+  std::vector<std::string> args;
+  if (!f.Parse(argc, argv, 2, &args).ok() || target.empty()) return Usage("stream: bad flags");
+  client::ClientOptions o;
+  o.targets = {target};
+  auto c = client::DatasetClient::Create(o);
+  if (!c.ok()) return Usage(c.status().ToString());
+  std::mutex mu;
+  std::vector<double> latencies, first_batch;
+  std::atomic<uint64_t> images_total{0}, bytes_total{0}, instances_total{0};
+  std::atomic<int> errors{0};
+  const double cpu0 = CpuSeconds();
+  const auto t0 = Clock::now();
+  std::vector<std::thread> pool;
+  for (int s = 0; s < streams; ++s) {
+    pool.emplace_back([&, s] {
+      const bool is_slow = s < static_cast<int>(slow * streams + 0.5);
+      v1::StreamRequest req;
+      for (const auto& t : tasks) req.mutable_selection()->add_tasks(t);
+      for (const auto& l : languages) req.mutable_selection()->add_languages(l);
+      req.mutable_sharding()->set_index(static_cast<uint32_t>(s));
+      req.mutable_sharding()->set_count(static_cast<uint32_t>(streams));
+      req.set_order(v1::ORDER_SHUFFLED);
+      req.set_seed(1);
+      req.set_batch_size(static_cast<uint32_t>(batch));
+      if (images == "decoded") {
+        req.mutable_images()->set_mode(v1::IMAGE_MODE_DECODED);
+        req.mutable_images()->set_width(static_cast<uint32_t>(width));
+        req.mutable_images()->set_height(static_cast<uint32_t>(height));
+        req.mutable_images()->set_resize(v1::RESIZE_MODE_FILL);
+      } else {
+        req.mutable_images()->set_mode(v1::IMAGE_MODE_ENCODED);
+      }
+      std::vector<double> lat;
+      auto stream = (*c)->Stream(req);
+      v1::InstanceBatch b;
+      auto last = Clock::now();
+      const auto start = last;
+      bool first = true;
+      while (seconds <= 0 || Seconds(t0, Clock::now()) < seconds) {
+        auto more = stream->Next(&b);
+        if (!more.ok()) {
+          errors++;
+          break;
+        }
+        if (!*more) {
+          if (seconds <= 0) break;
+          stream = (*c)->Stream(req);  // loop the shard for timed runs
+          continue;
+        }
+        auto now = Clock::now();
+        if (first) {
+          std::lock_guard<std::mutex> lock(mu);
+          first_batch.push_back(Seconds(start, now));
+          first = false;
+        }
+        lat.push_back(Seconds(last, now));
+        uint64_t imgs = 0;
+        for (const auto& x : b.instances()) imgs += x.images_size();
+        images_total += imgs;
+        instances_total += b.instances_size();
+        bytes_total += b.ByteSizeLong();
+        if (is_slow) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        last = Clock::now();
+      }
+      stream->Cancel();
+      std::lock_guard<std::mutex> lock(mu);
+      latencies.insert(latencies.end(), lat.begin(), lat.end());
+    });
+  }
+  for (auto& th : pool) th.join();
+  const double secs = Seconds(t0, Clock::now());
+  JsonWriter w;
+  w.BeginObject().Key("streams").Int(streams).Key("seconds").Double(secs)
+      .Key("instances").Uint(instances_total).Key("images").Uint(images_total).Key("bytes").Uint(bytes_total)
+      .Key("images_per_second").Double(images_total / secs).Key("instances_per_second").Double(instances_total / secs)
+      .Key("mb_per_second").Double(bytes_total / 1e6 / secs)
+      .Key("batch_latency_p50_ms").Double(Percentile(latencies, 0.5) * 1e3)
+      .Key("batch_latency_p99_ms").Double(Percentile(latencies, 0.99) * 1e3)
+      .Key("first_batch_ms").Double(Percentile(first_batch, 0.5) * 1e3)
+      .Key("client_cpu_seconds").Double(CpuSeconds() - cpu0).Key("errors").Int(errors).EndObject();
+  std::cout << w.str() << std::endl;
+  return errors ? 1 : 0;
+}
+
+int RandomAccess(int argc, char** argv) {
+  std::string target;
+  int64_t n = 500;
+  FlagSet f("m3serve-bench random-access --target T", "GetInstances latency");
+  f.String("target", &target, "server");
+  f.Int("n", &n, "calls");
+  std::vector<std::string> args;
+  if (!f.Parse(argc, argv, 2, &args).ok() || target.empty()) return Usage("random-access: bad flags");
+  client::ClientOptions o;
+  o.targets = {target};
+  auto c = client::DatasetClient::Create(o);
+  auto cat = (*c)->GetCatalog();
+  if (!cat.ok()) return Usage(cat.status().ToString());
+  std::vector<std::string> ids;
+  for (const auto& g : cat->counts()) {
+    for (uint64_t i = 0; i < g.instances(); ++i) ids.push_back(absl::StrCat(g.task(), "/", g.split(), "/", g.language(), "/", i));
+  }
+  std::mt19937_64 rng(7);
+  std::vector<double> lat;
+  for (int64_t i = 0; i < n; ++i) {
+    v1::GetInstancesRequest req;
+    req.add_ids(ids[rng() % ids.size()]);
+    req.mutable_images()->set_mode(v1::IMAGE_MODE_ENCODED);
+    const auto t = Clock::now();
+    auto r = (*c)->GetInstances(req);
+    if (!r.ok()) return Usage(r.status().ToString());
+    lat.push_back(Seconds(t, Clock::now()));
+  }
+  JsonWriter w;
+  w.BeginObject().Key("calls").Int(n).Key("p50_ms").Double(Percentile(lat, 0.5) * 1e3)
+      .Key("p99_ms").Double(Percentile(lat, 0.99) * 1e3).EndObject();
+  std::cout << w.str() << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd == "decode-limit") return DecodeLimit(argc, argv);
+  if (cmd == "store-read") return StoreRead(argc, argv);
+  if (cmd == "stream") return Stream(argc, argv);
+  if (cmd == "random-access") return RandomAccess(argc, argv);
+  std::fprintf(stderr, "usage: m3serve-bench decode-limit|store-read|stream|random-access [flags]\n");
+  return 2;
+}
