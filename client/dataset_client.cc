@@ -1,5 +1,7 @@
 #include "client/dataset_client.h"
 
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +20,35 @@ std::chrono::system_clock::time_point Deadline(absl::Duration d) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> TlsCredentials(const std::string& ca_file,
+                                                                         const std::string& cert_file,
+                                                                         const std::string& key_file) {
+  auto read = [](const std::string& path) -> absl::StatusOr<std::string> {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    if (!f || ss.str().empty()) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+    return ss.str();
+  };
+  grpc::SslCredentialsOptions o;
+  if (!ca_file.empty()) {
+    auto ca = read(ca_file);
+    if (!ca.ok()) return ca.status();
+    o.pem_root_certs = *ca;
+  }
+  if (cert_file.empty() != key_file.empty()) {
+    return absl::InvalidArgumentError("a client certificate and its key go together");
+  }
+  if (!cert_file.empty()) {
+    auto cert = read(cert_file), key = read(key_file);
+    if (!cert.ok()) return cert.status();
+    if (!key.ok()) return key.status();
+    o.pem_cert_chain = *cert;
+    o.pem_private_key = *key;
+  }
+  return grpc::SslCredentials(o);
+}
 
 absl::Status FromGrpcStatus(const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
@@ -48,6 +79,10 @@ absl::StatusOr<std::unique_ptr<DatasetClient>> DatasetClient::Create(ClientOptio
   return std::unique_ptr<DatasetClient>(new DatasetClient(std::move(options)));
 }
 
+void DatasetClient::Prepare(grpc::ClientContext* ctx) const {
+  if (!options_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.token);
+}
+
 template <typename Fn>
 absl::Status DatasetClient::Unary(Fn&& call) {
   grpc::Status last;
@@ -55,6 +90,7 @@ absl::Status DatasetClient::Unary(Fn&& call) {
   for (size_t i = 0; i < stubs_.size(); ++i) {
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline(options_.unary_deadline));
+    Prepare(&ctx);
     last = call(stub(first + i), &ctx);
     if (last.ok() || last.error_code() != grpc::StatusCode::UNAVAILABLE) break;
   }
@@ -114,6 +150,7 @@ InstanceStream::~InstanceStream() {
 void InstanceStream::StartCall() {
   std::lock_guard<std::mutex> lock(mu_);
   context_ = std::make_unique<grpc::ClientContext>();
+  client_->Prepare(context_.get());
   if (cancelled_) context_->TryCancel();
   reader_ = client_->stub(target_)->StreamInstances(context_.get(), request_);
 }

@@ -1,6 +1,7 @@
 // File: client/dataset_client.h
 //
-// C++ client of m3serve. One DatasetClient talks to one or more server
+// C++ client of m3serve (the client must outlive the streams it creates).
+// One DatasetClient talks to one or more server
 // replicas. Streams reconnect on UNAVAILABLE / connection loss (and on
 // RESOURCE_EXHAUSTED from a full replica) with backoff, to the next replica,
 // continuing from the resume token of the last batch received, so the caller
@@ -50,9 +51,17 @@ struct ClientOptions {
   absl::Duration max_backoff = absl::Seconds(2);
   // Largest message accepted. Default 128 MiB.
   int max_receive_message_bytes = 128 << 20;
-  // Channel credentials; default insecure.
+  // Channel credentials; default insecure. See TlsCredentials().
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Bearer token sent as "authorization: Bearer <token>" on every call.
+  std::string token;
 };
+
+// TLS channel credentials from PEM files: the CA that signed the server's
+// certificate, and (for mTLS) this client's certificate chain and key.
+// InvalidArgument naming the file that cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> TlsCredentials(
+    const std::string& ca_file, const std::string& cert_file = "", const std::string& key_file = "");
 
 // Convert a gRPC status to absl::Status (same code, same message).
 absl::Status FromGrpcStatus(const grpc::Status& s);
@@ -110,6 +119,7 @@ class DatasetClient {
   friend class InstanceStream;
   explicit DatasetClient(ClientOptions options);
   v1::DatasetService::Stub* stub(size_t i) { return stubs_[i % stubs_.size()].get(); }
+  void Prepare(grpc::ClientContext* ctx) const;
   // Run a unary call on each target in turn while it is UNAVAILABLE.
   template <typename Fn>
   absl::Status Unary(Fn&& call);

@@ -6,6 +6,7 @@
 //   m3serve-client get ID... [image flags] [--json]
 //   m3serve-client bench [stream flags] [--seconds N]
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -45,12 +46,17 @@ struct Flags {
           width = 0, height = 0, max_images = 0, max_message_bytes = 0, seconds = 0;
   bool drop_remainder = false, shuffle = false, resample = false, json = false;
   std::string images = "encoded", resize = "fit", resume_token, dump;
+  std::string tls_ca, tls_cert, tls_key, token_file;
   double deadline_seconds = 30;
 
   void Target(FlagSet& f) {
     f.List("target", &targets, "server addresses; streams fail over between them", "HOST:PORT,...");
     f.Double("deadline", &deadline_seconds, "deadline of unary calls, seconds");
     f.Bool("json", &json, "machine-readable output");
+    f.String("tls-ca", &tls_ca, "connect with TLS; CA certificate of the server (PEM)", "FILE");
+    f.String("tls-cert", &tls_cert, "client certificate for mTLS (PEM)", "FILE");
+    f.String("tls-key", &tls_key, "client key for mTLS (PEM)", "FILE");
+    f.String("token-file", &token_file, "file holding the bearer token (or $M3SERVE_TOKEN)", "FILE");
   }
   void Selection(FlagSet& f) {
     f.List("tasks", &tasks, "tasks (HF config names)");
@@ -140,6 +146,18 @@ struct Flags {
     client::ClientOptions o;
     o.targets = targets;
     o.unary_deadline = absl::Milliseconds(static_cast<int64_t>(deadline_seconds * 1000));
+    if (!tls_ca.empty() || !tls_cert.empty()) {
+      auto creds = client::TlsCredentials(tls_ca, tls_cert, tls_key);
+      if (!creds.ok()) return creds.status();
+      o.credentials = *creds;
+    }
+    if (!token_file.empty()) {
+      std::ifstream f(token_file);
+      std::getline(f, o.token);
+      if (!f && o.token.empty()) return absl::InvalidArgumentError("cannot read --token-file " + token_file);
+    } else if (const char* env = std::getenv("M3SERVE_TOKEN"); env != nullptr) {
+      o.token = env;
+    }
     return client::DatasetClient::Create(o);
   }
 };

@@ -65,7 +65,9 @@ const std::vector<std::string>* Dataset::Pool(const std::string& task, const std
   return nullptr;
 }
 
-absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec) const {
+absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec,
+                                                   const LicensePolicy* entitlement,
+                                                   const std::string& who) const {
   const auto tasks = ToSet(spec.tasks), categories = ToSet(spec.categories),
              splits = ToSet(spec.splits), languages = ToSet(spec.languages),
              licenses = ToSet(spec.licenses), excluded = ToSet(spec.exclude_tasks);
@@ -108,6 +110,20 @@ absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec) co
           "selection.licenses: license '", l, "' is excluded by the server's license policy"));
     }
   }
+  if (entitlement != nullptr) {
+    for (const auto& t : tasks) {
+      if (!entitlement->Admits(catalog_.tasks.at(t))) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "selection.tasks: task '", t, "' is not in the entitlement of identity '", who, "'"));
+      }
+    }
+    for (const auto& l : licenses) {
+      if (!entitlement->LicenseAllowed(l)) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "selection.licenses: license '", l, "' is not in the entitlement of identity '", who, "'"));
+      }
+    }
+  }
 
   ResolvedSelection r;
   std::set<std::string> removed;
@@ -126,7 +142,7 @@ absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec) co
     if (t == nullptr || !task_matches(*t)) continue;
     if (!splits.empty() && !splits.count(g.split)) continue;
     if (!languages.empty() && !languages.count(g.lang)) continue;
-    if (!policy_.Admits(*t)) {
+    if (!Admits(*t, entitlement)) {
       removed.insert(g.task);
       continue;
     }

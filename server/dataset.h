@@ -56,7 +56,15 @@ class Dataset {
   //   NotFound: a task, category, split, language, license or excluded task
   //             the store does not have (the message names the field).
   //   PermissionDenied: a task or license the policy excludes, asked for by name.
-  absl::StatusOr<ResolvedSelection> Resolve(const SelectionSpec& spec) const;
+  // `entitlement`, when given, narrows the policy further for one caller
+  // (an authenticated identity named `who` in messages).
+  absl::StatusOr<ResolvedSelection> Resolve(const SelectionSpec& spec,
+                                            const LicensePolicy* entitlement = nullptr,
+                                            const std::string& who = "") const;
+  // True when the server policy and `entitlement` (may be null) admit `task`.
+  bool Admits(const storage::TaskInfo& task, const LicensePolicy* entitlement) const {
+    return policy_.Admits(task) && (entitlement == nullptr || entitlement->Admits(task));
+  }
 
   const storage::Catalog& catalog() const { return catalog_; }
   const LicensePolicy& policy() const { return policy_; }

@@ -46,6 +46,10 @@ int main(int argc, char** argv) {
   flags.String("metrics-listen", &o.metrics_listen, "Prometheus /metrics address (empty: off)", "HOST:PORT");
   flags.String("policy", &o.policy_file, "license policy file (JSON)", "FILE");
   flags.String("token-key-file", &o.token_key_file, "secret for resume tokens, shared by replicas", "FILE");
+  flags.String("tls-cert", &o.tls_cert_file, "TLS certificate chain (PEM); with --tls-key: TLS only", "FILE");
+  flags.String("tls-key", &o.tls_key_file, "TLS private key (PEM)", "FILE");
+  flags.String("tls-client-ca", &o.tls_client_ca_file, "require client certificates signed by this CA (mTLS)", "FILE");
+  flags.String("tokens", &o.tokens_file, "bearer tokens -> identities and entitlements (JSON); calls without one are refused", "FILE");
   flags.Int("workers", &workers, "threads for reads and decoding (0: one per core)");
   flags.Int("max-streams", &max_streams, "concurrent streams before RESOURCE_EXHAUSTED");
   flags.Int("max-batch-size", &max_batch, "largest batch_size a request may ask for");

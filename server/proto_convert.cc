@@ -124,14 +124,14 @@ v1::Modality ToProto(storage::Modality m) {
   return m == storage::Modality::kVideo ? v1::MODALITY_VIDEO : v1::MODALITY_IMAGE;
 }
 
-void ToProto(const Dataset& dataset, v1::Catalog* out) {
+void ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catalog* out) {
   const storage::Catalog& c = dataset.catalog();
   std::map<std::string, uint32_t> instructions;
   for (const auto& [key, pool] : c.pools) instructions[key.first] += static_cast<uint32_t>(pool.size());
   std::set<std::string> languages, splits;
   uint64_t total = 0;
   for (const auto& [name, t] : c.tasks) {
-    if (!dataset.policy().Admits(t)) continue;
+    if (!dataset.Admits(t, entitlement)) continue;
     v1::TaskInfo* ti = out->add_tasks();
     ti->set_name(name);
     ti->set_category(t.category);
@@ -146,7 +146,7 @@ void ToProto(const Dataset& dataset, v1::Catalog* out) {
   }
   for (const auto& [g, n] : c.counts) {
     const storage::TaskInfo* t = dataset.Task(g.task);
-    if (n == 0 || t == nullptr || !dataset.policy().Admits(*t)) continue;
+    if (n == 0 || t == nullptr || !dataset.Admits(*t, entitlement)) continue;
     v1::GroupCount* gc = out->add_counts();
     gc->set_task(g.task);
     gc->set_split(g.split);
@@ -165,7 +165,9 @@ void ToProto(const Dataset& dataset, v1::Catalog* out) {
   for (const auto& l : dataset.policy().allowed_licenses) p->add_allowed_licenses(l);
   for (auto cu : dataset.policy().allowed_commercial_use) p->add_allowed_commercial_use(ToProto(cu));
   for (const auto& t : dataset.policy().excluded_tasks) p->add_excluded_tasks(t);
-  for (const auto& t : dataset.removed_tasks()) p->add_removed_tasks(t);
+  for (const auto& [name, t] : c.tasks) {
+    if (!dataset.Admits(t, entitlement)) p->add_removed_tasks(name);
+  }
 }
 
 void ToProto(const ResolvedSelection& sel, v1::CountResponse* out) {

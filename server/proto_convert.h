@@ -43,7 +43,8 @@ absl::Status FromProto(const v1::Selection& in, SelectionSpec* out);
 absl::Status FromProto(const v1::ImageOptions& in, const RequestLimits& limits, BuildOptions* out);
 absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits, StreamSettings* out);
 
-void ToProto(const Dataset& dataset, v1::Catalog* out);
+// The catalog as `entitlement` (may be null) sees it, on top of the policy.
+void ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catalog* out);
 void ToProto(const ResolvedSelection& selection, v1::CountResponse* out);
 v1::CommercialUse ToProto(storage::CommercialUse c);
 v1::Modality ToProto(storage::Modality m);

@@ -6,6 +6,7 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <opencv2/core.hpp>
 
@@ -47,6 +48,36 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     o.service.token_key = absl::StrCat("m3serve-resume-token|", s->dataset_->version());
   }
 
+  if (!o.tokens_file.empty()) {
+    M3SERVE_ASSIGN_OR_RETURN(TokenTable tokens, TokenTable::Load(o.tokens_file));
+    o.service.tokens = std::make_shared<const TokenTable>(std::move(tokens));
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!o.tls_cert_file.empty() || !o.tls_key_file.empty()) {
+    auto read = [](const std::string& path, const char* flag) -> absl::StatusOr<std::string> {
+      std::ifstream f(path, std::ios::binary);
+      std::stringstream ss;
+      ss << f.rdbuf();
+      if (!f || ss.str().empty()) return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": cannot read it"));
+      return ss.str();
+    };
+    if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
+      return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+    }
+    grpc::SslServerCredentialsOptions ssl;
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    M3SERVE_ASSIGN_OR_RETURN(pair.cert_chain, read(o.tls_cert_file, "--tls-cert"));
+    M3SERVE_ASSIGN_OR_RETURN(pair.private_key, read(o.tls_key_file, "--tls-key"));
+    ssl.pem_key_cert_pairs.push_back(std::move(pair));
+    if (!o.tls_client_ca_file.empty()) {
+      M3SERVE_ASSIGN_OR_RETURN(ssl.pem_root_certs, read(o.tls_client_ca_file, "--tls-client-ca"));
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    credentials = grpc::SslServerCredentials(ssl);
+  } else if (!o.tls_client_ca_file.empty()) {
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+
   M3SERVE_ASSIGN_OR_RETURN(s->metrics_, Metrics::Create(o.metrics_listen));
   const int workers = o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   s->pool_ = std::make_unique<WorkerPool>(workers);
@@ -56,7 +87,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(o.listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(o.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(static_cast<int>(o.service.limits.max_message_bytes + (1 << 20)));
@@ -67,7 +98,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   s->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   M3_LOG(INFO) << "serving " << o.db << " (dataset version " << s->dataset_->version() << ", "
                << s->dataset_->catalog().TotalInstances() << " instances) on port " << s->port_
-               << ", metrics on port " << s->metrics_port() << ", " << workers << " workers";
+               << ", metrics on port " << s->metrics_port() << ", " << workers << " workers"
+               << (o.tls_cert_file.empty() ? ", plaintext" : (o.tls_client_ca_file.empty() ? ", TLS" : ", mTLS"))
+               << (o.service.tokens ? absl::StrCat(", ", o.service.tokens->size(), " tokens") : ", no tokens");
   return s;
 }
 

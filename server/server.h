@@ -28,6 +28,14 @@ struct ServerOptions {
   // derived from the dataset version (tokens are then checked for integrity
   // but can be forged by anyone who knows the version).
   std::string token_key_file;
+  // TLS: server certificate chain and key (PEM). Both empty: plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // mTLS: CA (PEM) that client certificates must chain to; empty: no client
+  // certificates asked for.
+  std::string tls_client_ca_file;
+  // Bearer tokens and identities (see auth.h); empty: no authentication.
+  std::string tokens_file;
   // Worker threads for reads and decoding. Default 0: one per core.
   int workers = 0;
   // RocksDB block cache. Default 256 MiB.

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -48,8 +49,9 @@ std::string Describe(const SelectionSpec& s) {
 // one write in flight.
 class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
  public:
-  StreamReactor(DatasetServiceImpl* svc, grpc::CallbackServerContext* ctx, const v1::StreamRequest* req)
-      : svc_(svc), peer_(ctx->peer()), start_(std::chrono::steady_clock::now()) {
+  StreamReactor(DatasetServiceImpl* svc, grpc::CallbackServerContext* ctx, const v1::StreamRequest* req,
+                const Identity* identity)
+      : svc_(svc), identity_(identity), peer_(ctx->peer()), start_(std::chrono::steady_clock::now()) {
     svc_->metrics_->StreamStarted();
     absl::MutexLock lock(&mu_);
     absl::Status s = Setup(*req);
@@ -57,7 +59,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       FinishLocked(s);
       return;
     }
-    M3_LOG(INFO) << "stream start peer=" << peer_ << Describe(settings_.selection)
+    M3_LOG(INFO) << "stream start peer=" << peer_ << " identity=" << IdentityName() << Describe(settings_.selection)
                  << " shard=" << settings_.plan.shard_index << "/" << settings_.plan.shard_count
                  << (settings_.plan.shuffled ? absl::StrCat(" shuffled seed=", settings_.plan.seed) : " sequential")
                  << " epoch=" << settings_.plan.epoch << " from=" << next_begin_ << " to=" << end_
@@ -103,12 +105,15 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       chunks_.clear();
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-      M3_LOG(INFO) << "stream end peer=" << peer_ << " instances=" << sent_instances_
+      // The audit line: who received how much of which licenses.
+      M3_LOG(INFO) << "stream end peer=" << peer_ << " identity=" << IdentityName()
+                   << " licenses=[" << absl::StrJoin(licenses_, "|") << "] instances=" << sent_instances_
                    << " bytes=" << sent_bytes_ << " seconds=" << secs << " status="
                    << (final_status_.ok() ? "OK" : final_status_.ToString());
       delete_me = pending_tasks_ == 0;
     }
     svc_->metrics_->StreamEnded();
+    svc_->ReleaseIdentityStream(identity_);
     svc_->active_streams_--;
     if (delete_me) delete this;
   }
@@ -125,8 +130,16 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
   absl::Status Setup(const v1::StreamRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const ServiceOptions& o = svc_->options_;
     M3SERVE_RETURN_IF_ERROR(FromProto(req, o.limits, &settings_));
-    M3SERVE_ASSIGN_OR_RETURN(ResolvedSelection sel, svc_->dataset_->Resolve(settings_.selection));
+    M3SERVE_ASSIGN_OR_RETURN(
+        ResolvedSelection sel,
+        svc_->dataset_->Resolve(settings_.selection, identity_ ? &identity_->entitlement : nullptr,
+                                IdentityName()));
     removed_by_policy_ = sel.removed_by_policy;
+    std::set<std::string> licenses;
+    for (const auto& g : sel.groups) {
+      if (const storage::TaskInfo* t = svc_->dataset_->Task(g.task)) licenses.insert(t->license);
+    }
+    licenses_.assign(licenses.begin(), licenses.end());
     M3SERVE_ASSIGN_OR_RETURN(
         StreamPlan plan, StreamPlan::Create(std::make_shared<const ResolvedSelection>(std::move(sel)),
                                             settings_.plan, svc_->dataset_->version(), o.token_key));
@@ -279,7 +292,11 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     Finish(ToGrpcStatus(s));
   }
 
+  std::string IdentityName() const { return identity_ ? identity_->name : "-"; }
+
   DatasetServiceImpl* svc_;
+  const Identity* identity_;
+  std::vector<std::string> licenses_;
   const std::string peer_;
   const std::chrono::steady_clock::time_point start_;
   absl::Mutex mu_;
@@ -315,20 +332,56 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::FinishUnary(grpc::CallbackServerCo
   return reactor;
 }
 
+absl::Status DatasetServiceImpl::Authenticate(grpc::CallbackServerContext* ctx,
+                                              const Identity** identity) const {
+  *identity = nullptr;
+  if (!options_.tokens) return absl::OkStatus();
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) {
+    return absl::UnauthenticatedError(
+        "missing bearer token: send metadata 'authorization: Bearer <token>'");
+  }
+  absl::string_view token = BearerToken(absl::string_view(it->second.data(), it->second.size()));
+  *identity = options_.tokens->Authenticate(token);
+  if (*identity == nullptr) return absl::UnauthenticatedError("unknown bearer token");
+  return absl::OkStatus();
+}
+
+bool DatasetServiceImpl::AcquireIdentityStream(const Identity* identity) {
+  if (identity == nullptr) return true;
+  std::lock_guard<std::mutex> lock(identity_mu_);
+  int& n = identity_streams_[identity->name];
+  if (identity->max_streams > 0 && n >= identity->max_streams) return false;
+  ++n;
+  return true;
+}
+
+void DatasetServiceImpl::ReleaseIdentityStream(const Identity* identity) {
+  if (identity == nullptr) return;
+  std::lock_guard<std::mutex> lock(identity_mu_);
+  --identity_streams_[identity->name];
+}
+
 grpc::ServerUnaryReactor* DatasetServiceImpl::GetCatalog(grpc::CallbackServerContext* ctx,
                                                          const v1::GetCatalogRequest*,
                                                          v1::Catalog* response) {
-  ToProto(*dataset_, response);
-  return FinishUnary(ctx, absl::OkStatus());
+  const Identity* identity;
+  absl::Status s = Authenticate(ctx, &identity);
+  if (s.ok()) ToProto(*dataset_, identity ? &identity->entitlement : nullptr, response);
+  return FinishUnary(ctx, s);
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::Count(grpc::CallbackServerContext* ctx,
                                                     const v1::CountRequest* request,
                                                     v1::CountResponse* response) {
   SelectionSpec spec;
-  absl::Status s = FromProto(request->selection(), &spec);
+  const Identity* identity;
+  absl::Status s = Authenticate(ctx, &identity);
+  if (s.ok()) s = FromProto(request->selection(), &spec);
   if (s.ok()) {
-    auto sel = dataset_->Resolve(spec);
+    auto sel = dataset_->Resolve(spec, identity ? &identity->entitlement : nullptr,
+                                 identity ? identity->name : "");
     if (sel.ok()) ToProto(*sel, response);
     s = sel.status();
   }
@@ -341,6 +394,11 @@ grpc::ServerWriteReactor<v1::InstanceBatch>* DatasetServiceImpl::StreamInstances
     return new RejectedStream(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                            "the server is shutting down; use another replica"));
   }
+  const Identity* identity;
+  if (absl::Status s = Authenticate(ctx, &identity); !s.ok()) {
+    metrics_->Error(CodeName(s.code()));
+    return new RejectedStream(ToGrpcStatus(s));
+  }
   if (active_streams_.fetch_add(1) >= options_.max_streams) {
     active_streams_--;
     metrics_->Error("RESOURCE_EXHAUSTED");
@@ -349,14 +407,28 @@ grpc::ServerWriteReactor<v1::InstanceBatch>* DatasetServiceImpl::StreamInstances
         absl::StrCat("the server is serving its maximum of ", options_.max_streams,
                      " concurrent streams; retry later or use another replica")));
   }
-  return new StreamReactor(this, ctx, request);
+  if (!AcquireIdentityStream(identity)) {
+    active_streams_--;
+    metrics_->Error("RESOURCE_EXHAUSTED");
+    return new RejectedStream(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("identity '", identity->name, "' already has its maximum of ",
+                     identity->max_streams, " concurrent streams")));
+  }
+  return new StreamReactor(this, ctx, request, identity);
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerContext* ctx,
                                                            const v1::GetInstancesRequest* request,
                                                            v1::GetInstancesResponse* response) {
   auto* reactor = ctx->DefaultReactor();
-  pool_->Submit([this, request, response, reactor] {
+  const Identity* identity;
+  if (absl::Status s = Authenticate(ctx, &identity); !s.ok()) {
+    metrics_->Error(CodeName(s.code()));
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  pool_->Submit([this, request, response, reactor, identity] {
     absl::Status s = [&]() -> absl::Status {
       if (request->ids_size() > options_.max_get_ids) {
         return absl::InvalidArgumentError(absl::StrCat("ids: at most ", options_.max_get_ids,
@@ -383,6 +455,11 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
         if (t != nullptr && !dataset_->policy().Admits(*t)) {
           return absl::PermissionDeniedError(absl::StrCat(
               "ids[", i, "]: task '", g.task, "' is excluded by the server's license policy"));
+        }
+        if (t != nullptr && identity != nullptr && !identity->entitlement.Admits(*t)) {
+          return absl::PermissionDeniedError(absl::StrCat(
+              "ids[", i, "]: task '", g.task, "' is not in the entitlement of identity '",
+              identity->name, "'"));
         }
         keys.emplace_back(std::move(g), ordinal);
       }

@@ -9,10 +9,13 @@
 #define M3SERVE_SERVER_SERVICE_H_
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <cstdint>
 #include <string>
 
 #include "m3serve/v1/dataset.grpc.pb.h"
+#include "server/auth.h"
 #include "server/dataset.h"
 #include "server/metrics.h"
 #include "server/proto_convert.h"
@@ -35,6 +38,8 @@ struct ServiceOptions {
   std::string token_key;
   // At most this many ids per GetInstances call. Default 1024.
   int max_get_ids = 1024;
+  // Bearer tokens and their identities; null: no authentication.
+  std::shared_ptr<const TokenTable> tokens;
 };
 
 class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
@@ -61,6 +66,12 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
  private:
   friend class StreamReactor;
   grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const absl::Status& s);
+  // The caller's identity (null when tokens are off). UNAUTHENTICATED when
+  // tokens are on and the call has no known bearer token.
+  absl::Status Authenticate(grpc::CallbackServerContext* ctx, const Identity** identity) const;
+  // Count a stream against its identity's limit; false when at the limit.
+  bool AcquireIdentityStream(const Identity* identity);
+  void ReleaseIdentityStream(const Identity* identity);
 
   const Dataset* dataset_;
   WorkerPool* pool_;
@@ -68,6 +79,8 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
   ServiceOptions options_;
   std::atomic<int> active_streams_{0};
   std::atomic<bool> draining_{false};
+  std::mutex identity_mu_;
+  std::map<std::string, int> identity_streams_;
   std::atomic<int64_t> prefetched_bytes_{0};
 };
 

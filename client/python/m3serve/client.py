@@ -84,6 +84,19 @@ class Batch:
     removed_by_policy: List[str] = field(default_factory=list)
 
 
+def tls_credentials(ca_file: Optional[str] = None, cert_file: Optional[str] = None,
+                    key_file: Optional[str] = None) -> grpc.ChannelCredentials:
+    """TLS channel credentials from PEM files: the CA of the server's
+    certificate, and for mTLS this client's certificate and key."""
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca_file) if ca_file else None,
+        private_key=read(key_file) if key_file else None,
+        certificate_chain=read(cert_file) if cert_file else None)
+
+
 def _error(e: grpc.RpcError) -> M3ServeError:
     code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
     details = e.details() if hasattr(e, "details") else str(e)
@@ -135,6 +148,9 @@ def _image_options(images: str, size: Optional[Tuple[int, int]], resize: str, ma
 class Client:
     """A client of one or more m3serve servers ("host:port" targets).
 
+    credentials: grpc channel credentials (see tls_credentials()), or
+    tls_ca / tls_cert / tls_key: PEM file paths (picklable, so usable in
+    DataLoader workers); token: a bearer token sent on every call.
     timeout: deadline of unary calls, seconds. max_attempts: a stream gives up
     after this many consecutive failed attempts that delivered nothing.
     initial_backoff / max_backoff: seconds between attempts (doubling).
@@ -143,8 +159,11 @@ class Client:
     def __init__(self, targets: Union[str, Sequence[str]], *, timeout: float = 30.0,
                  max_attempts: int = 30, initial_backoff: float = 0.1, max_backoff: float = 2.0,
                  max_receive_message_bytes: int = 128 << 20,
-                 credentials: Optional[grpc.ChannelCredentials] = None):
+                 credentials: Optional[grpc.ChannelCredentials] = None, token: Optional[str] = None,
+                 tls_ca: Optional[str] = None, tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
         self.targets = [targets] if isinstance(targets, str) else list(targets)
+        if credentials is None and (tls_ca or tls_cert):
+            credentials = tls_credentials(tls_ca, tls_cert, tls_key)
         if not self.targets:
             raise ValueError("no server target given")
         self.timeout = timeout
@@ -166,6 +185,7 @@ class Client:
             for t in self.targets
         ]
         self._stubs = [pb_grpc.DatasetServiceStub(c) for c in self._channels]
+        self._metadata = [("authorization", f"Bearer {token}")] if token else None
         self._next = itertools.count()
         self._lock = threading.Lock()
 
@@ -189,7 +209,7 @@ class Client:
         for i in range(len(self._stubs)):
             stub = self._stubs[(first + i) % len(self._stubs)]
             try:
-                return getattr(stub, method)(request, timeout=self.timeout)
+                return getattr(stub, method)(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as e:
                 last = e
                 if e.code() != grpc.StatusCode.UNAVAILABLE:
@@ -290,7 +310,7 @@ class Client:
         while True:
             if limit and received >= limit:
                 return
-            call = self._stubs[target % len(self._stubs)].StreamInstances(request)
+            call = self._stubs[target % len(self._stubs)].StreamInstances(request, metadata=self._metadata)
             try:
                 for msg in call:
                     failures = 0
