@@ -6,6 +6,7 @@
 //   m3serve-admin sample --out DIR [--seed S] [--scale K] [--bad-lines]
 //   m3serve-admin checkpoint --db DIR --out DIR
 #include <malloc.h>
+#include <signal.h>
 
 #include <cstdio>
 #include <cstring>
@@ -38,6 +39,9 @@ int main(int argc, char** argv) {
   // cost more than the copies.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  // A file-size limit (RLIMIT_FSIZE) must surface as a write error with a
+  // message, not kill the process.
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
       std::strcmp(argv[1], "help") == 0) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);

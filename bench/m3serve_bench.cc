@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <string>
@@ -61,16 +62,38 @@ struct LoadedImage {
   storage::ImageMeta meta;
 };
 
+// The images the instances reference, one entry per reference, in key order:
+// the same multiset of decodes a stream over every instance performs (shared
+// images count once per instance, as in the stream).
 absl::StatusOr<std::vector<LoadedImage>> LoadImages(const std::string& db) {
   auto store = storage::Store::Open({.path = db, .read_only = true});
   if (!store.ok()) return store.status();
-  std::vector<LoadedImage> out;
-  absl::Status s = (*store)->ForEachImage([&](const Hash128& h, absl::string_view bytes) {
-    auto meta = (*store)->GetImageMeta(h);
-    if (meta.ok()) out.push_back({std::string(bytes), *meta});
+  std::map<Hash128, size_t> index;
+  std::vector<LoadedImage> unique;
+  std::vector<size_t> refs;
+  absl::Status inner;
+  absl::Status s = (*store)->ForEachInstance([&](storage::Instance&& x) {
+    for (const auto& h : x.images) {
+      auto it = index.find(h);
+      if (it == index.end()) {
+        auto bytes = (*store)->GetImage(h);
+        auto meta = (*store)->GetImageMeta(h);
+        if (!bytes.ok() || !meta.ok()) {
+          inner = bytes.ok() ? meta.status() : bytes.status();
+          return false;
+        }
+        it = index.emplace(h, unique.size()).first;
+        unique.push_back({std::move(*bytes), *meta});
+      }
+      refs.push_back(it->second);
+    }
     return true;
   });
   if (!s.ok()) return s;
+  if (!inner.ok()) return inner;
+  std::vector<LoadedImage> out;
+  out.reserve(refs.size());
+  for (size_t r : refs) out.push_back(unique[r]);
   return out;
 }
 
