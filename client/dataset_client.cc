@@ -68,8 +68,6 @@ DatasetClient::DatasetClient(ClientOptions options) : options_(std::move(options
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    // A dns:/// target naming several replicas (a headless Service) spreads calls.
-    args.SetLoadBalancingPolicyName("round_robin");
     stubs_.push_back(v1::DatasetService::NewStub(grpc::CreateCustomChannel(t, creds, args)));
   }
 }

@@ -49,6 +49,8 @@ std::string Describe(const SelectionSpec& s) {
 // one write in flight.
 class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
  public:
+  static constexpr uint64_t kFirstChunk = 4;
+
   StreamReactor(DatasetServiceImpl* svc, grpc::CallbackServerContext* ctx, const v1::StreamRequest* req,
                 const Identity* identity)
       : svc_(svc), identity_(identity), peer_(ctx->peer()), start_(std::chrono::steady_clock::now()) {
@@ -168,7 +170,12 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
                             svc_->prefetched_bytes_.load() < o.prefetch_budget_bytes);
       if (!allowed) break;
       const uint64_t begin = next_begin_;
-      const uint64_t end = std::min(end_, begin + settings_.batch_size);
+      // Fast start: the first chunk is small, so the first batch arrives after a
+      // few instances' work rather than a whole batch's (batches already vary in
+      // size under the byte cap; positions and tokens do not depend on it).
+      const uint64_t size = next_seq_ == 0 ? std::min<uint64_t>(settings_.batch_size, kFirstChunk)
+                                           : settings_.batch_size;
+      const uint64_t end = std::min(end_, begin + size);
       const uint64_t seq = next_seq_++;
       chunks_[seq];
       ++pending_tasks_;

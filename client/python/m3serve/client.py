@@ -177,8 +177,6 @@ class Client:
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2000),
-            # A dns:/// target naming several replicas (a headless Service) spreads calls.
-            ("grpc.lb_policy_name", "round_robin"),
         ]
         self._channels = [
             grpc.secure_channel(t, credentials, options) if credentials else grpc.insecure_channel(t, options)
