@@ -298,6 +298,35 @@ TEST_F(IngestIntegrationTest, FileLevelProblemsAreRejectedAndTheRestIngested) {
   EXPECT_EQ((*store)->ReadCatalog()->counts[gqa], 6u);
 }
 
+TEST_F(IngestIntegrationTest, A200MegabyteLineIsRejectedAndTheRestKept) {
+  // Generated here, never committed: a valid line, a 200 MB line that is not
+  // valid JSON, a valid line.
+  const std::string path = *dir_ / "huge_line.jsonl";
+  {
+    std::string good = ReadFile(Sample("bad/bad_lines.jsonl"));
+    good = good.substr(good.rfind('\n') + 1);  // the last line is valid
+    std::ofstream f(path, std::ios::binary);
+    f << good << "\n{\"instruction\": \"";
+    std::string block(1 << 20, 'A');
+    for (int i = 0; i < 200; ++i) f << block;
+    f << "\n" << good << "\n";
+  }
+  for (const char* limit : {"1073741824", "67108864"}) {  // parsed and refused; skipped unbuffered
+    const std::string db = Db(std::string("huge_") + limit);
+    CommandResult r = RunCommand({Admin(), "ingest", "--db", db, "--progress", "none", "--task", "huge",
+                                  "--split", "train", "--lang", "en", "--max-line-bytes", limit, "--json", path});
+    EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+    simdjson::dom::parser p;
+    auto report = ParseJson(p, r.out);
+    EXPECT_EQ(uint64_t(report["totals"]["rows"]), 2u);
+    EXPECT_EQ(uint64_t(report["totals"]["rejected"]), 1u);
+    std::string rejects = ReadFile(db + "/rejects.jsonl");
+    EXPECT_THAT(rejects, HasSubstr("\"line\":2"));
+    EXPECT_THAT(rejects, std::string(limit) == "67108864" ? HasSubstr("above --max-line-bytes")
+                                                          : HasSubstr("invalid JSON"));
+  }
+}
+
 TEST_F(IngestIntegrationTest, UsageAndFatalErrors) {
   CommandResult no_db = RunCommand({Admin(), "ingest", Sample("M3IT")});
   EXPECT_EQ(no_db.exit_code, 2);
