@@ -8,6 +8,7 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/test_files.h"
 
 namespace m3serve::server {
 namespace {
@@ -16,14 +17,10 @@ using ::m3serve::testing::IsOk;
 using ::m3serve::testing::StatusIs;
 using ::testing::HasSubstr;
 
-std::string Write(const std::string& name, const std::string& text) {
-  auto p = std::filesystem::temp_directory_path() / (name + std::to_string(getpid()) + ".json");
-  std::ofstream(p) << text;
-  return p.string();
-}
+using ::m3serve::server::testing::WriteTempFile;
 
 TEST(TokenTableTest, AuthenticatesKnownTokensOnly) {
-  auto t = TokenTable::Load(Write("tokens_ok", R"({"tokens": [
+  auto t = TokenTable::Load(WriteTempFile("tokens_ok", R"({"tokens": [
       {"token": "aaaaaaaaaaaaaaaa-team-a", "identity": "team-a", "allowed_commercial_use": ["yes"], "max_streams": 2},
       {"token": "bbbbbbbbbbbbbbbb-team-b", "identity": "team-b"}]})"));
   ASSERT_THAT(t, IsOk());
@@ -38,12 +35,12 @@ TEST(TokenTableTest, AuthenticatesKnownTokensOnly) {
 }
 
 TEST(TokenTableTest, RejectsWeakOrDuplicateEntries) {
-  EXPECT_THAT(TokenTable::Load(Write("tokens_short", R"({"tokens": [{"token": "short", "identity": "x"}]})")),
+  EXPECT_THAT(TokenTable::Load(WriteTempFile("tokens_short", R"({"tokens": [{"token": "short", "identity": "x"}]})")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at least 16")));
-  EXPECT_THAT(TokenTable::Load(Write("tokens_dup", R"({"tokens": [
+  EXPECT_THAT(TokenTable::Load(WriteTempFile("tokens_dup", R"({"tokens": [
       {"token": "aaaaaaaaaaaaaaaaaaaa", "identity": "x"}, {"token": "aaaaaaaaaaaaaaaaaaaa", "identity": "y"}]})")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("same token")));
-  EXPECT_THAT(TokenTable::Load(Write("tokens_key", R"({"tokens": [{"token": "aaaaaaaaaaaaaaaaaaaa", "identity": "x", "role": "admin"}]})")),
+  EXPECT_THAT(TokenTable::Load(WriteTempFile("tokens_key", R"({"tokens": [{"token": "aaaaaaaaaaaaaaaaaaaa", "identity": "x", "role": "admin"}]})")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown key 'role'")));
 }
 

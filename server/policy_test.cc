@@ -8,6 +8,7 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/test_files.h"
 
 namespace m3serve::server {
 namespace {
@@ -16,14 +17,10 @@ using ::m3serve::testing::IsOk;
 using ::m3serve::testing::StatusIs;
 using ::testing::HasSubstr;
 
-std::string Write(const std::string& name, const std::string& text) {
-  auto p = std::filesystem::temp_directory_path() / (name + std::to_string(getpid()) + ".json");
-  std::ofstream(p) << text;
-  return p.string();
-}
+using ::m3serve::server::testing::WriteTempFile;
 
 TEST(PolicyTest, LoadsAndAdmits) {
-  auto p = LoadPolicy(Write("policy_ok", R"({"allowed_licenses": ["CC BY 4.0", "Custom"],
+  auto p = LoadPolicy(WriteTempFile("policy_ok", R"({"allowed_licenses": ["CC BY 4.0", "Custom"],
       "allowed_commercial_use": ["yes", "unknown"], "excluded_tasks": ["winoground"]})"));
   ASSERT_THAT(p, IsOk());
   storage::TaskInfo t{"gqa", "vqa", "GQA", "CC BY 4.0", storage::CommercialUse::kUnknown};
@@ -40,11 +37,11 @@ TEST(PolicyTest, LoadsAndAdmits) {
 }
 
 TEST(PolicyTest, ErrorsNameTheKey) {
-  EXPECT_THAT(LoadPolicy(Write("policy_bad1", R"({"allowed_commercial_use": ["maybe"]})")),
+  EXPECT_THAT(LoadPolicy(WriteTempFile("policy_bad1", R"({"allowed_commercial_use": ["maybe"]})")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'maybe'")));
-  EXPECT_THAT(LoadPolicy(Write("policy_bad2", R"({"allow_licenses": ["x"]})")),
+  EXPECT_THAT(LoadPolicy(WriteTempFile("policy_bad2", R"({"allow_licenses": ["x"]})")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown key 'allow_licenses'")));
-  EXPECT_THAT(LoadPolicy(Write("policy_bad3", R"({"excluded_tasks": "x"})")),
+  EXPECT_THAT(LoadPolicy(WriteTempFile("policy_bad3", R"({"excluded_tasks": "x"})")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("list of strings")));
   EXPECT_THAT(LoadPolicy("/nonexistent/policy.json"), StatusIs(absl::StatusCode::kNotFound));
 }
