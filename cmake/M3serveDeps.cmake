@@ -26,12 +26,19 @@ if(M3SERVE_BUILD_TESTS)
   find_package(GTest CONFIG REQUIRED)
 endif()
 
-# m3serve_add_test(NAME SOURCES... LIBS ...): one GoogleTest binary, discovered at test time.
+# m3serve_add_test(NAME SOURCES... LIBS ... [LABELS ...]): one GoogleTest
+# binary, discovered at test time. Integration tests carry LABELS integration,
+# so `ctest -LE integration` runs the unit tests alone (the image build does).
 function(m3serve_add_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gmock GTest::gtest_main)
+  set(labels unit)
+  if(ARG_LABELS)
+    set(labels ${ARG_LABELS})
+  endif()
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 120 DISCOVERY_MODE PRE_TEST
-    PROPERTIES ENVIRONMENT "M3SERVE_BIN_DIR=${CMAKE_BINARY_DIR}/bin;M3SERVE_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+    PROPERTIES ENVIRONMENT "M3SERVE_BIN_DIR=${CMAKE_BINARY_DIR}/bin"
+               LABELS "${labels}")
 endfunction()

@@ -46,6 +46,7 @@ def test_dockerfile_rules():
     for block in re.findall(r"apt-get install[^\n]*(?:\\\n[^\n]*)*", text):
         assert "--no-install-recommends" in block or "install-deps" in block
     assert "rm -rf /var/lib/apt/lists/*" in runtime
-    assert "ctest" in text.split("FROM debian:bookworm-slim", 1)[0], "the build stage runs the unit tests"
+    assert "ctest --output-on-failure -LE integration" in text.split("FROM debian:bookworm-slim", 1)[0], \
+        "the build stage runs the unit tests"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert "build/" in ignored and ".git" in ignored
