@@ -327,6 +327,37 @@ TEST_F(IngestIntegrationTest, A200MegabyteLineIsRejectedAndTheRestKept) {
   }
 }
 
+TEST_F(IngestIntegrationTest, UnreadableFileIsRejectedWithTheReason) {
+  // Permissions only bite a non-root user: run the ingest as `nobody`.
+  if (getuid() != 0 || !fs::exists("/usr/bin/setpriv")) {
+    GTEST_SKIP() << "SKIPPED: needs root and setpriv to run the ingest as another user";
+  }
+  CommandResult probe = RunCommand({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                     Admin(), "--help"});
+  if (probe.exit_code != 0) {
+    GTEST_SKIP() << "SKIPPED: user nobody cannot run " << Admin() << " here (directory permissions)";
+  }
+  ScopedTempDir tree("perm");
+  const fs::path gqa = tree.path() / "data" / "vqa" / "gqa";
+  fs::create_directories(gqa);
+  fs::copy_file(Sample("M3IT/data/vqa/gqa/train.jsonl"), gqa / "train.jsonl");
+  fs::copy_file(Sample("M3IT/data/vqa/gqa/validation.jsonl"), gqa / "validation.jsonl");
+  fs::permissions(gqa / "validation.jsonl", fs::perms::none);
+  fs::permissions(tree.path(), fs::perms::all);
+  const std::string db = (tree.path() / "store").string();
+  CommandResult r = RunCommand({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", Admin(),
+                                "ingest", "--db", db, "--progress", "none", tree.path().string()});
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  const std::string rejects = ReadFile(db + "/rejects.jsonl");
+  EXPECT_THAT(rejects, HasSubstr("validation.jsonl"));
+  EXPECT_THAT(rejects, HasSubstr("Permission denied"));
+  EXPECT_THAT(r.out, HasSubstr("gqa/train/en"));
+  auto store = storage::Store::Open({.path = db, .read_only = true});
+  ASSERT_TRUE(store.ok()) << store.status();
+  const storage::GroupKey train{"gqa", "train", "en"};
+  EXPECT_EQ((*store)->ReadCatalog()->counts[train], 6u);  // the readable file is in
+}
+
 TEST_F(IngestIntegrationTest, UsageAndFatalErrors) {
   CommandResult no_db = RunCommand({Admin(), "ingest", Sample("M3IT")});
   EXPECT_EQ(no_db.exit_code, 2);
