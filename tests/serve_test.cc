@@ -227,6 +227,10 @@ TEST_F(ServeTest, ServerKilledAndRestartedMidStream) {
   auto c = Client({victim.target()});
   v1::StreamRequest req = Request(1, 2, true, 21, 4);
   req.set_batch_size(3);
+  // Decoded 256x256: more bytes than transport buffers hold, so the kill lands mid-stream.
+  req.mutable_images()->set_mode(v1::IMAGE_MODE_DECODED);
+  req.mutable_images()->set_width(256);
+  req.mutable_images()->set_height(256);
   Drained want = Drain(*c, req);
   ASSERT_TRUE(want.status.ok());
 
