@@ -465,7 +465,11 @@ TEST_F(ServeTest, StreamLimitGivesResourceExhausted) {
   auto channel = grpc::CreateChannel(s.target(), grpc::InsecureChannelCredentials());
   auto stub = v1::DatasetService::NewStub(channel);
   v1::StreamRequest req = Request(0, 1, false);
-  req.mutable_images()->set_mode(v1::IMAGE_MODE_ENCODED);
+  // Large decoded images: the first stream cannot finish into transport
+  // buffers, so it stays open (and counted) while the second is tried.
+  req.mutable_images()->set_mode(v1::IMAGE_MODE_DECODED);
+  req.mutable_images()->set_width(1024);
+  req.mutable_images()->set_height(1024);
   req.set_batch_size(1);
   grpc::ClientContext first_ctx;
   auto first = stub->StreamInstances(&first_ctx, req);
