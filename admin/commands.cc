@@ -27,18 +27,7 @@ using storage::Store;
 // Parse flags; on error or --help print and set *exit_code. Returns true to go on.
 bool ParseOrExit(FlagSet& flags, int argc, char** argv, std::vector<std::string>* args,
                  int* exit_code) {
-  absl::Status s = flags.Parse(argc, argv, 2, args);
-  if (!s.ok()) {
-    std::fprintf(stderr, "m3serve-admin %s: %s\n", argv[1], std::string(s.message()).c_str());
-    *exit_code = kExitUsage;
-    return false;
-  }
-  if (flags.help_requested()) {
-    std::fputs(flags.Help().c_str(), stdout);
-    *exit_code = kExitOk;
-    return false;
-  }
-  return true;
+  return flags.ParseOrExit(argc, argv, 2, absl::StrCat("m3serve-admin ", argv[1]), args, exit_code);
 }
 
 int Fatal(const char* cmd, const absl::Status& s) {

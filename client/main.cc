@@ -223,8 +223,7 @@ int Catalog(int argc, char** argv) {
   FlagSet f("m3serve-client catalog [--target HOST:PORT] [--json]", "Print the server's catalog.");
   fl.Target(f);
   std::vector<std::string> args;
-  if (auto s = f.Parse(argc, argv, 2, &args); !s.ok()) return std::fprintf(stderr, "%s\n", std::string(s.message()).c_str()), 2;
-  if (f.help_requested()) return std::fputs(f.Help().c_str(), stdout), 0;
+  if (int code; !f.ParseOrExit(argc, argv, 2, std::string("m3serve-client ") + argv[1], &args, &code)) return code;
   auto c = fl.Client();
   if (!c.ok()) return Fail("catalog", c.status());
   auto cat = (*c)->GetCatalog();
@@ -284,8 +283,7 @@ int Count(int argc, char** argv) {
   fl.Target(f);
   fl.Selection(f);
   std::vector<std::string> args;
-  if (auto s = f.Parse(argc, argv, 2, &args); !s.ok()) return std::fprintf(stderr, "%s\n", std::string(s.message()).c_str()), 2;
-  if (f.help_requested()) return std::fputs(f.Help().c_str(), stdout), 0;
+  if (int code; !f.ParseOrExit(argc, argv, 2, std::string("m3serve-client ") + argv[1], &args, &code)) return code;
   v1::Selection sel;
   if (auto s = fl.FillSelection(&sel); !s.ok()) return Fail("count", s);
   auto c = fl.Client();
@@ -327,8 +325,7 @@ int Stream(int argc, char** argv, bool bench) {
   else f.String("dump", &fl.dump, "write images and texts.jsonl into this directory", "DIR");
   std::vector<std::string> args;
   const char* cmd = bench ? "bench" : "stream";
-  if (auto s = f.Parse(argc, argv, 2, &args); !s.ok()) return std::fprintf(stderr, "%s\n", std::string(s.message()).c_str()), 2;
-  if (f.help_requested()) return std::fputs(f.Help().c_str(), stdout), 0;
+  if (int code; !f.ParseOrExit(argc, argv, 2, std::string("m3serve-client ") + argv[1], &args, &code)) return code;
   v1::StreamRequest req;
   if (auto s = fl.FillStream(&req); !s.ok()) return Fail(cmd, s);
   auto c = fl.Client();
@@ -409,8 +406,7 @@ int Get(int argc, char** argv) {
   fl.Images(f);
   f.String("dump", &fl.dump, "write images and texts.jsonl into this directory", "DIR");
   std::vector<std::string> ids;
-  if (auto s = f.Parse(argc, argv, 2, &ids); !s.ok()) return std::fprintf(stderr, "%s\n", std::string(s.message()).c_str()), 2;
-  if (f.help_requested()) return std::fputs(f.Help().c_str(), stdout), 0;
+  if (int code; !f.ParseOrExit(argc, argv, 2, std::string("m3serve-client ") + argv[1], &ids, &code)) return code;
   if (ids.empty()) return std::fprintf(stderr, "m3serve-client get: no ID given\n"), 2;
   v1::GetInstancesRequest req;
   for (const auto& id : ids) req.add_ids(id);

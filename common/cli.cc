@@ -1,6 +1,7 @@
 #include "common/cli.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 
@@ -139,6 +140,22 @@ absl::Status FlagSet::Parse(int argc, char** argv, int first,
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+bool FlagSet::ParseOrExit(int argc, char** argv, int first, const std::string& prog,
+                          std::vector<std::string>* positional, int* exit_code) {
+  absl::Status s = Parse(argc, argv, first, positional);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", prog.c_str(), std::string(s.message()).c_str());
+    *exit_code = 2;
+    return false;
+  }
+  if (help_requested_) {
+    std::fputs(Help().c_str(), stdout);
+    *exit_code = 0;
+    return false;
+  }
+  return true;
 }
 
 std::string FlagSet::Help() const {

@@ -50,6 +50,12 @@ class FlagSet {
   absl::Status Parse(int argc, char** argv, int first, std::vector<std::string>* positional);
 
   bool help_requested() const { return help_requested_; }
+
+  // Parse for a command-line tool: on an error print "<prog>: <message>" to
+  // stderr and set *exit_code = 2; on --help print Help() to stdout and set
+  // *exit_code = 0. Returns true when the tool should go on.
+  bool ParseOrExit(int argc, char** argv, int first, const std::string& prog,
+                   std::vector<std::string>* positional, int* exit_code);
   std::string Help() const;
 
  private:

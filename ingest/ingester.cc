@@ -567,7 +567,9 @@ absl::Status Pipeline::Commit(bool force) {
   if (!force && batch_.ApproximateBytes() < options_.commit_bytes) return absl::OkStatus();
   M3SERVE_RETURN_IF_ERROR(store_->Write(&batch_));
   // Rejects are written after the rows they sit between are durable, so a
-  // resumed run neither repeats nor loses a reject record.
+  // resumed run neither repeats nor loses a reject record. A bulk-load store
+  // has no WAL, so durable means flushed; rejects are rare, and so is this.
+  if (!pending_rejects_.empty()) M3SERVE_RETURN_IF_ERROR(store_->Flush());
   return FlushRejects();
 }
 

@@ -62,15 +62,7 @@ int main(int argc, char** argv) {
   flags.String("ready-file", &ready_file, "write {\"port\": N, \"metrics_port\": M} here once serving", "FILE");
   flags.set_epilog("exit status: 0 after a drain, 1 when the store cannot be served, 2 usage error");
   std::vector<std::string> args;
-  absl::Status ps = flags.Parse(argc, argv, 1, &args);
-  if (!ps.ok()) {
-    std::fprintf(stderr, "m3serve-server: %s\n", std::string(ps.message()).c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::fputs(flags.Help().c_str(), stdout);
-    return 0;
-  }
+  if (int code; !flags.ParseOrExit(argc, argv, 1, "m3serve-server", &args, &code)) return code;
   if (o.db.empty() || !args.empty()) {
     std::fprintf(stderr, "m3serve-server: %s (see --help)\n",
                  o.db.empty() ? "--db is required" : ("unexpected argument " + args[0]).c_str());
