@@ -42,3 +42,39 @@ function(m3serve_add_test name)
     PROPERTIES ENVIRONMENT "M3SERVE_BIN_DIR=${CMAKE_BINARY_DIR}/bin"
                LABELS "${labels}")
 endfunction()
+
+# m3serve_add_fuzzer(NAME SOURCES... LIBS ...): a fuzz target (a file defining
+# LLVMFuzzerTestOneInput) built as build/fuzz/NAME, with its seed corpus in
+# fuzz/corpus/NAME. With M3SERVE_FUZZ=ON (clang) it links libFuzzer and ctest
+# runs it for M3SERVE_FUZZ_SECONDS (test Fuzz.NAME, label fuzz); crash inputs
+# land in build/fuzz-artifacts/. Otherwise it links the replay driver and
+# ctest replays the corpus (test FuzzReplay.NAME, label unit).
+set(M3SERVE_FUZZ_SECONDS 30 CACHE STRING "Seconds each fuzz target runs under ctest when M3SERVE_FUZZ=ON")
+function(m3serve_add_fuzzer name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  if(NOT M3SERVE_BUILD_TESTS)
+    return()
+  endif()
+  set(corpus ${CMAKE_SOURCE_DIR}/fuzz/corpus/${name})
+  if(NOT IS_DIRECTORY ${corpus})
+    message(FATAL_ERROR "fuzz target ${name}: no seed corpus at ${corpus}")
+  endif()
+  add_executable(${name} ${ARG_SOURCES})
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS})
+  if(M3SERVE_FUZZ)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+    set(work ${CMAKE_BINARY_DIR}/fuzz-work/${name})
+    file(MAKE_DIRECTORY ${work} ${CMAKE_BINARY_DIR}/fuzz-artifacts)
+    add_test(NAME Fuzz.${name}
+      COMMAND ${name} -max_total_time=${M3SERVE_FUZZ_SECONDS} -timeout=10 -rss_limit_mb=2560
+              -print_final_stats=1 -artifact_prefix=${CMAKE_BINARY_DIR}/fuzz-artifacts/${name}-
+              ${work} ${corpus})
+    math(EXPR budget "${M3SERVE_FUZZ_SECONDS} * 3 + 120")
+    set_tests_properties(Fuzz.${name} PROPERTIES LABELS fuzz TIMEOUT ${budget})
+  else()
+    target_link_libraries(${name} PRIVATE m3serve::fuzz_replay)
+    add_test(NAME FuzzReplay.${name} COMMAND ${name} ${corpus})
+    set_tests_properties(FuzzReplay.${name} PROPERTIES LABELS unit TIMEOUT 300)
+  endif()
+endfunction()

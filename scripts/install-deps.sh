@@ -3,7 +3,8 @@
 # Idempotent: packages already installed are not touched, and apt-get runs only
 # when something is missing. Needs root (or sudo).
 #   M3SERVE_DEPS=all (default): everything, including python3-torch for the
-#                               PyTorch dataset and its tests
+#                               PyTorch dataset and its tests, and clang for
+#                               the sanitizer and fuzzing job
 #   M3SERVE_DEPS=build:         what building and the C++ unit tests need (the
 #                               container image's build stage)
 set -euo pipefail
@@ -33,6 +34,9 @@ if [ "$PROFILE" = "all" ]; then
     python3-grpcio python3-protobuf python3-numpy python3-pytest python3-yaml python3-torch
     # benchmark peers (the Python / PIL pipeline a user writes today)
     python3-pil
+    # the sanitizer job (scripts/sanitize.sh): clang with libFuzzer and the
+    # ASan / UBSan runtimes; openssl makes the TLS tests' certificates
+    clang libclang-rt-14-dev openssl
   )
 elif [ "$PROFILE" != "build" ]; then
   echo "install-deps: M3SERVE_DEPS must be all or build, got '$PROFILE'" >&2

@@ -31,17 +31,28 @@ absl::StatusOr<std::unique_ptr<Dataset>> Dataset::Open(const storage::StoreOptio
                                                        LicensePolicy policy) {
   std::unique_ptr<Dataset> d(new Dataset());
   M3SERVE_ASSIGN_OR_RETURN(d->store_, storage::Store::Open(store_options));
-  M3SERVE_ASSIGN_OR_RETURN(d->catalog_, d->store_->ReadCatalog());
-  d->policy_ = std::move(policy);
-  d->version_ = d->catalog_.fingerprint.Hex();
-  for (const auto& [name, task] : d->catalog_.tasks) {
-    if (!d->policy_.Admits(task)) d->removed_tasks_.push_back(name);
-  }
-  for (const auto& [g, n] : d->catalog_.counts) {
-    const storage::TaskInfo* t = d->Task(g.task);
-    if (t != nullptr && d->policy_.Admits(*t)) d->task_instances_[g.task] += n;
-  }
+  M3SERVE_ASSIGN_OR_RETURN(storage::Catalog catalog, d->store_->ReadCatalog());
+  d->Init(std::move(catalog), std::move(policy));
   return d;
+}
+
+std::unique_ptr<Dataset> Dataset::FromCatalog(storage::Catalog catalog, LicensePolicy policy) {
+  std::unique_ptr<Dataset> d(new Dataset());
+  d->Init(std::move(catalog), std::move(policy));
+  return d;
+}
+
+void Dataset::Init(storage::Catalog catalog, LicensePolicy policy) {
+  catalog_ = std::move(catalog);
+  policy_ = std::move(policy);
+  version_ = catalog_.fingerprint.Hex();
+  for (const auto& [name, task] : catalog_.tasks) {
+    if (!policy_.Admits(task)) removed_tasks_.push_back(name);
+  }
+  for (const auto& [g, n] : catalog_.counts) {
+    const storage::TaskInfo* t = Task(g.task);
+    if (t != nullptr && policy_.Admits(*t)) task_instances_[g.task] += n;
+  }
 }
 
 const storage::TaskInfo* Dataset::Task(const std::string& name) const {

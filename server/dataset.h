@@ -51,6 +51,9 @@ class Dataset {
   // Open the store read-only and read its catalog. Errors as Store::Open.
   static absl::StatusOr<std::unique_ptr<Dataset>> Open(const storage::StoreOptions& store_options,
                                                        LicensePolicy policy);
+  // A dataset over a catalog alone, without a store: resolves selections and
+  // answers catalog queries (tests, fuzz targets); store() must not be called.
+  static std::unique_ptr<Dataset> FromCatalog(storage::Catalog catalog, LicensePolicy policy);
 
   // Resolve a selection against the catalog and the policy.
   //   NotFound: a task, category, split, language, license or excluded task
@@ -83,6 +86,7 @@ class Dataset {
 
  private:
   Dataset() = default;
+  void Init(storage::Catalog catalog, LicensePolicy policy);
   std::unique_ptr<storage::Store> store_;
   storage::Catalog catalog_;
   LicensePolicy policy_;

@@ -5,14 +5,14 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "server/stream_plan.h"
+#include "server/stream_setup.h"
 #include "storage/key_codec.h"
 
 namespace m3serve::server {
@@ -28,7 +28,13 @@ class RejectedStream final : public grpc::ServerWriteReactor<v1::InstanceBatch> 
 std::string Describe(const SelectionSpec& s) {
   std::string out;
   auto add = [&](const char* name, const std::vector<std::string>& v) {
-    if (!v.empty()) absl::StrAppend(&out, " ", name, "=", absl::StrJoin(v, ","));
+    // Names are escaped: a rejected request's selection is client text.
+    if (!v.empty()) {
+      absl::StrAppend(&out, " ", name, "=",
+                      absl::StrJoin(v, ",", [](std::string* o, const std::string& x) {
+                        absl::StrAppend(o, absl::CEscape(x));
+                      }));
+    }
   };
   add("tasks", s.tasks);
   add("categories", s.categories);
@@ -109,7 +115,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       // The audit line: who received how much of which licenses.
       M3_LOG(INFO) << "stream end peer=" << peer_ << " identity=" << IdentityName()
-                   << " licenses=[" << absl::StrJoin(licenses_, "|") << "] instances=" << sent_instances_
+                   << Describe(settings_.selection) << " licenses=[" << absl::StrJoin(licenses_, "|") << "] instances=" << sent_instances_
                    << " bytes=" << sent_bytes_ << " seconds=" << secs << " status="
                    << (final_status_.ok() ? "OK" : final_status_.ToString());
       delete_me = pending_tasks_ == 0;
@@ -130,34 +136,18 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
   };
 
   absl::Status Setup(const v1::StreamRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const ServiceOptions& o = svc_->options_;
-    M3SERVE_RETURN_IF_ERROR(FromProto(req, o.limits, &settings_));
-    M3SERVE_ASSIGN_OR_RETURN(
-        ResolvedSelection sel,
-        svc_->dataset_->Resolve(settings_.selection, identity_ ? &identity_->entitlement : nullptr,
-                                IdentityName()));
-    removed_by_policy_ = sel.removed_by_policy;
-    std::set<std::string> licenses;
-    for (const auto& g : sel.groups) {
-      if (const storage::TaskInfo* t = svc_->dataset_->Task(g.task)) licenses.insert(t->license);
-    }
-    licenses_.assign(licenses.begin(), licenses.end());
-    M3SERVE_ASSIGN_OR_RETURN(
-        StreamPlan plan, StreamPlan::Create(std::make_shared<const ResolvedSelection>(std::move(sel)),
-                                            settings_.plan, svc_->dataset_->version(), o.token_key));
-    plan_.emplace(std::move(plan));
-    next_begin_ = 0;
-    if (!settings_.resume_token.empty()) {
-      M3SERVE_ASSIGN_OR_RETURN(next_begin_, plan_->Resume(settings_.resume_token));
-    } else if (settings_.start_position > plan_->shard_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("start_position ", settings_.start_position,
-                                                     " is beyond the shard size ",
-                                                     plan_->shard_size()));
-    } else {
-      next_begin_ = settings_.start_position;
-    }
-    end_ = plan_->shard_size();
-    if (settings_.limit > 0 && settings_.limit < end_ - next_begin_) end_ = next_begin_ + settings_.limit;
+    StreamCaller caller;
+    if (identity_ != nullptr) caller = {&identity_->entitlement, identity_->name};
+    StreamSetup setup;
+    absl::Status s = SetUpStream(req, *svc_->dataset_, svc_->options_.limits, caller,
+                                 svc_->options_.token_key, &setup);
+    settings_ = std::move(setup.settings);
+    if (!s.ok()) return s;
+    removed_by_policy_ = std::move(setup.removed_by_policy);
+    licenses_ = std::move(setup.licenses);
+    plan_.emplace(std::move(*setup.plan));
+    next_begin_ = setup.begin;
+    end_ = setup.end;
     return absl::OkStatus();
   }
 

@@ -116,7 +116,9 @@ TEST(LoadTest, SixtyFourStreamsWithSlowReaders) {
       << "fast median " << fast_done[fast_done.size() / 2] << " s, slow median " << slow_done[slow_done.size() / 2] << " s";
   const uint64_t rss = PeakRssBytes(pid);
   EXPECT_GT(rss, 0u);
+#ifndef M3SERVE_SANITIZED  // ASan's shadow memory and quarantine inflate RSS several times
   EXPECT_LE(rss, 300ull << 20) << "server peak RSS " << rss / 1e6 << " MB";
+#endif
   EXPECT_LT(elapsed, 120.0);
   RecordProperty("server_peak_rss_mb", static_cast<int>(rss >> 20));
   RecordProperty("seconds", static_cast<int>(elapsed));

@@ -163,14 +163,16 @@ TEST_F(SecurityTest, TokensAuthenticateEntitleAndLimit) {
   EXPECT_EQ(StreamAll(*a, slow, &second).code(), absl::StatusCode::kResourceExhausted);
   first->Cancel();
 
-  // The audit log names the identity and the licenses served, never a token.
+  // The audit log names the identity, the selection, the licenses served and
+  // the instance count, also for refused streams; never a token.
   std::string log;
-  for (int i = 0; i < 50 && log.find("identity=team-a licenses=[") == std::string::npos; ++i) {
+  for (int i = 0; i < 50 && log.find("identity=team-a (everything) licenses=[") == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     log = s.log();
   }
   EXPECT_THAT(log, HasSubstr("stream end"));
-  EXPECT_THAT(log, HasSubstr("identity=team-a licenses=[CC BY 4.0|CC-BY 4.0]"));
+  EXPECT_THAT(log, HasSubstr("identity=team-a (everything) licenses=[CC BY 4.0|CC-BY 4.0] instances="));
+  EXPECT_THAT(log, HasSubstr("identity=team-a tasks=coco licenses=[] instances=0"));
   EXPECT_EQ(log.find(kTeamAToken), std::string::npos);
   EXPECT_EQ(log.find(kTeamBToken), std::string::npos);
 }
