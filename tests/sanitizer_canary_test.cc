@@ -2,7 +2,10 @@
 // catches what it is there to catch (heap overflow, use after free, leaks,
 // signed overflow, a misaligned load) with the flags every target of the
 // build gets, so a clean sanitizer run means something. Each bug runs in a
-// gtest death-test child; the report must name it.
+// gtest death-test child; the report must name it. Reports go to stderr here,
+// where the death tests read them, even when the job sends every other
+// process's reports to its log directory (ASAN_OPTIONS=log_path=...).
+#include <sanitizer/common_interface_defs.h>
 #include <sys/wait.h>
 
 #include <climits>
@@ -13,6 +16,11 @@
 #include "gtest/gtest.h"
 
 namespace {
+
+const bool kReportsToStderr = [] {
+  __sanitizer_set_report_path("stderr");
+  return true;
+}();
 
 // Opaque to the optimizer, so the bugs below are not folded away.
 template <typename T>
