@@ -1,7 +1,10 @@
 #include "common/base64.h"
 
 #include <array>
+#include <bit>
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,6 +22,33 @@ constexpr std::array<int8_t, 256> MakeTable() {
   return t;
 }
 constexpr std::array<int8_t, 256> kTable = MakeTable();
+
+// Decoding tables for the four characters of a quad: each gives its 6 bits
+// already placed in the three output bytes of a little-endian uint32 (byte 0
+// first), so a quad decodes to d0[a] | d1[b] | d2[c] | d3[d]. A character
+// outside the alphabet sets bit 24, which no valid quad has.
+static_assert(std::endian::native == std::endian::little, "the quad tables assume little-endian");
+constexpr uint32_t kInvalid = 1u << 24;
+constexpr std::array<uint32_t, 256> MakeQuadTable(int position) {
+  std::array<uint32_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    const int v = kTable[c];
+    if (v < 0) {
+      t[c] = kInvalid;
+      continue;
+    }
+    const uint32_t u = static_cast<uint32_t>(v);
+    switch (position) {
+      case 0: t[c] = u << 2; break;
+      case 1: t[c] = (u >> 4) | ((u & 15) << 12); break;
+      case 2: t[c] = ((u >> 2) << 8) | ((u & 3) << 22); break;
+      default: t[c] = u << 16; break;
+    }
+  }
+  return t;
+}
+constexpr std::array<uint32_t, 256> kQuad0 = MakeQuadTable(0), kQuad1 = MakeQuadTable(1),
+                                    kQuad2 = MakeQuadTable(2), kQuad3 = MakeQuadTable(3);
 
 std::string DescribeChar(unsigned char c) {
   if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
@@ -59,25 +89,29 @@ absl::Status Base64Decode(absl::string_view in, std::string* out) {
     return absl::InvalidArgumentError(absl::StrCat(
         "invalid base64: length ", n, " is not a multiple of 4 (missing or extra padding)"));
   }
-  out->resize(n / 4 * 3);
-  auto* o = reinterpret_cast<unsigned char*>(out->data());
-  size_t w = 0;
+  // Decode through a small buffer and append, so the output is written once
+  // (resize would zero-fill it first).
+  out->reserve(n / 4 * 3);
+  constexpr size_t kQuadsPerBlock = 1024;
+  unsigned char block[kQuadsPerBlock * 3 + 1];  // +1: each quad stores 4 bytes
   const size_t body = n - (pad ? 4 : 0);
-  for (size_t i = 0; i < body; i += 4) {
-    int a = kTable[p[i]], b = kTable[p[i + 1]], c = kTable[p[i + 2]], d = kTable[p[i + 3]];
-    if ((a | b | c | d) < 0) {
-      for (size_t k = i; k < i + 4; ++k) {
-        if (kTable[p[k]] < 0) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "invalid base64: ", p[k] == '=' ? std::string("padding '='") : DescribeChar(p[k]),
-              " at offset ", base + k));
+  for (size_t i = 0; i < body;) {
+    const size_t end = std::min(body, i + kQuadsPerBlock * 4);
+    unsigned char* o = block;
+    for (; i < end; i += 4, o += 3) {
+      const uint32_t v = kQuad0[p[i]] | kQuad1[p[i + 1]] | kQuad2[p[i + 2]] | kQuad3[p[i + 3]];
+      if (v & kInvalid) {
+        for (size_t k = i; k < i + 4; ++k) {
+          if (kTable[p[k]] < 0) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "invalid base64: ", p[k] == '=' ? std::string("padding '='") : DescribeChar(p[k]),
+                " at offset ", base + k));
+          }
         }
       }
+      std::memcpy(o, &v, 4);  // little-endian: bytes 0..2 are the output
     }
-    uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12) | (uint32_t(c) << 6) | uint32_t(d);
-    o[w++] = static_cast<unsigned char>(v >> 16);
-    o[w++] = static_cast<unsigned char>(v >> 8);
-    o[w++] = static_cast<unsigned char>(v);
+    out->append(reinterpret_cast<const char*>(block), static_cast<size_t>(o - block));
   }
   if (pad) {
     size_t i = n - 4;
@@ -91,10 +125,9 @@ absl::Status Base64Decode(absl::string_view in, std::string* out) {
       }
     }
     uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12) | (uint32_t(c) << 6);
-    o[w++] = static_cast<unsigned char>(v >> 16);
-    if (pad == 1) o[w++] = static_cast<unsigned char>(v >> 8);
+    out->push_back(static_cast<char>(v >> 16));
+    if (pad == 1) out->push_back(static_cast<char>(v >> 8));
   }
-  out->resize(w);
   return absl::OkStatus();
 }
 
