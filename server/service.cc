@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -19,9 +20,16 @@ namespace m3serve::server {
 namespace {
 
 // A stream refused before it starts (stream limit).
+// A stream refused before any work (draining, authentication, stream limits).
+// It gets an audit line too, so refused attempts are on record.
 class RejectedStream final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
  public:
-  explicit RejectedStream(const grpc::Status& s) { Finish(s); }
+  RejectedStream(grpc::CallbackServerContext* ctx, const std::string& identity, const grpc::Status& s) {
+    M3_LOG(INFO) << "stream refused peer=" << ctx->peer() << " identity=" << identity
+                 << " status=" << CodeName(static_cast<absl::StatusCode>(s.error_code())) << ": "
+                 << s.error_message();
+    Finish(s);
+  }
   void OnDone() override { delete this; }
 };
 
@@ -113,10 +121,10 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       chunks_.clear();
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-      // The audit line: who received how much of which licenses.
+      // The audit line: who asked for what and received how much of which licenses.
       M3_LOG(INFO) << "stream end peer=" << peer_ << " identity=" << IdentityName()
-                   << Describe(settings_.selection) << " licenses=[" << absl::StrJoin(licenses_, "|") << "] instances=" << sent_instances_
-                   << " bytes=" << sent_bytes_ << " seconds=" << secs << " status="
+                   << Describe(settings_.selection) << " licenses=[" << absl::StrJoin(licenses_, "|")
+                   << "] instances=" << sent_instances_ << " bytes=" << sent_bytes_ << " seconds=" << secs << " status="
                    << (final_status_.ok() ? "OK" : final_status_.ToString());
       delete_me = pending_tasks_ == 0;
     }
@@ -388,18 +396,18 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::Count(grpc::CallbackServerContext*
 grpc::ServerWriteReactor<v1::InstanceBatch>* DatasetServiceImpl::StreamInstances(
     grpc::CallbackServerContext* ctx, const v1::StreamRequest* request) {
   if (draining_) {
-    return new RejectedStream(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                           "the server is shutting down; use another replica"));
+    return new RejectedStream(ctx, "-", grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                     "the server is shutting down; use another replica"));
   }
   const Identity* identity;
   if (absl::Status s = Authenticate(ctx, &identity); !s.ok()) {
     metrics_->Error(CodeName(s.code()));
-    return new RejectedStream(ToGrpcStatus(s));
+    return new RejectedStream(ctx, "-", ToGrpcStatus(s));
   }
   if (active_streams_.fetch_add(1) >= options_.max_streams) {
     active_streams_--;
     metrics_->Error("RESOURCE_EXHAUSTED");
-    return new RejectedStream(grpc::Status(
+    return new RejectedStream(ctx, identity ? identity->name : "-", grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
         absl::StrCat("the server is serving its maximum of ", options_.max_streams,
                      " concurrent streams; retry later or use another replica")));
@@ -407,7 +415,7 @@ grpc::ServerWriteReactor<v1::InstanceBatch>* DatasetServiceImpl::StreamInstances
   if (!AcquireIdentityStream(identity)) {
     active_streams_--;
     metrics_->Error("RESOURCE_EXHAUSTED");
-    return new RejectedStream(grpc::Status(
+    return new RejectedStream(ctx, identity->name, grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
         absl::StrCat("identity '", identity->name, "' already has its maximum of ",
                      identity->max_streams, " concurrent streams")));
@@ -425,7 +433,8 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }
-  pool_->Submit([this, request, response, reactor, identity] {
+  pool_->Submit([this, request, response, reactor, identity, peer = ctx->peer()] {
+    std::set<std::string> licenses;
     absl::Status s = [&]() -> absl::Status {
       if (request->ids_size() > options_.max_get_ids) {
         return absl::InvalidArgumentError(absl::StrCat("ids: at most ", options_.max_get_ids,
@@ -458,6 +467,7 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
               "ids[", i, "]: task '", g.task, "' is not in the entitlement of identity '",
               identity->name, "'"));
         }
+        if (t != nullptr) licenses.insert(t->license);
         keys.emplace_back(std::move(g), ordinal);
       }
       auto got = dataset_->store().MultiGetInstances(keys);
@@ -474,6 +484,11 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
       metrics_->Error(CodeName(s.code()));
       response->Clear();
     }
+    // The audit line of a lookup, like a stream's.
+    M3_LOG(INFO) << "get peer=" << peer << " identity=" << (identity ? identity->name : "-")
+                 << " ids=" << request->ids_size() << " licenses=[" << absl::StrJoin(licenses, "|")
+                 << "] instances=" << response->instances_size()
+                 << " status=" << (s.ok() ? "OK" : s.ToString());
     reactor->Finish(ToGrpcStatus(s));
   });
   return reactor;

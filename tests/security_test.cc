@@ -173,6 +173,12 @@ TEST_F(SecurityTest, TokensAuthenticateEntitleAndLimit) {
   EXPECT_THAT(log, HasSubstr("stream end"));
   EXPECT_THAT(log, HasSubstr("identity=team-a (everything) licenses=[CC BY 4.0|CC-BY 4.0] instances="));
   EXPECT_THAT(log, HasSubstr("identity=team-a tasks=coco licenses=[] instances=0"));
+  // Streams refused before any work are on record as well.
+  EXPECT_THAT(log, HasSubstr("stream refused peer=ipv4:127.0.0.1:"));
+  EXPECT_THAT(log, HasSubstr("identity=- status=UNAUTHENTICATED"));
+  EXPECT_THAT(log, HasSubstr("identity=team-a status=RESOURCE_EXHAUSTED"));
+  EXPECT_THAT(log, HasSubstr("get peer=ipv4:127.0.0.1:"));
+  EXPECT_THAT(log, HasSubstr("identity=team-a ids=1 licenses=[] instances=0 status=PERMISSION_DENIED"));
   EXPECT_EQ(log.find(kTeamAToken), std::string::npos);
   EXPECT_EQ(log.find(kTeamBToken), std::string::npos);
 }
