@@ -178,7 +178,51 @@ def resume_token_seeds():
         write("resume_token_fuzzer", name, data)
 
 
+def record_codec_seeds():
+    """A selector byte (0 instance, 1 image meta, 2 task, 3 string list, 4 file
+    progress, 5 instance key, 6 instance id), then the bytes: records in the
+    store's encoding (storage/record_codec.cc) and some corrupt ones."""
+    def varint(v):
+        out = bytearray()
+        while v >= 0x80:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+        return bytes(out)
+
+    def s(x):
+        x = x.encode() if isinstance(x, str) else x
+        return varint(len(x)) + x
+
+    v = b"\x01"  # record version
+    instance = (v + s("Answer the question.") + s("What color?") + s("red") + varint(2) + b"\xab" * 16 +
+                b"\xcd" * 16 + s("data/vqa/vqa-v2/train.jsonl") + varint(17) + varint(0) + s('{"k": 1}') +
+                varint(1) + s("HYPO") + s("a square"))
+    seeds = {
+        "instance": b"\x00" + instance,
+        "instance-truncated": b"\x00" + instance[:40],
+        "instance-huge-count": b"\x00" + v + s("") + s("") + s("") + varint(1 << 40),
+        "image-meta": b"\x01" + v + varint(1) + varint(640) + varint(480) + varint(123456),
+        "image-meta-bad-format": b"\x01" + v + varint(99) + varint(1) + varint(1) + varint(1),
+        "task": b"\x02" + v + s("vqa-v2") + s("vqa") + s("VQA v2") + s("CC BY 4.0") + varint(1) + varint(0) +
+                varint(0) + s("en"),
+        "string-list": b"\x03" + v + varint(3) + s("Answer.") + s("") + s("Répondez."),
+        "string-list-long-varint": b"\x03" + v + b"\xff" * 11,
+        "progress": b"\x04" + v + s("size:123;mtime:456") + varint(1 << 30) + varint(77) + varint(1) +
+                    varint(70) + varint(350) + varint(7),
+        "bad-version": b"\x04" + b"\x02" + s("x"),
+        "instance-key": b"\x05" + b"vqa-v2\x00train\x00en\x00" + (42).to_bytes(8, "big"),
+        "instance-key-no-lang": b"\x05" + b"vqa-v2\x00train\x00" + (42).to_bytes(8, "big"),
+        "instance-id": b"\x06" + b"vqa-v2/train/en/42",
+        "instance-id-bad-ordinal": b"\x06" + b"vqa-v2/train/en/-1",
+        "instance-id-slashes": b"\x06" + b"../../etc/passwd/0",
+    }
+    for name, data in seeds.items():
+        write("record_codec_fuzzer", name, data)
+
+
 def main():
+    record_codec_seeds()
     image_probe_seeds()
     base64_seeds()
     row_seeds()

@@ -63,6 +63,8 @@ class Reader {
     in_.remove_prefix(n);
     return true;
   }
+  // Fails with `why` unless `cond` (a decoded field is out of its range).
+  bool Check(bool cond, const char* why) { return cond || Fail(why); }
   absl::Status Done() {
     if (!error_.empty()) return absl::DataLossError(absl::StrCat("corrupt ", what_, " record: ", error_));
     if (!in_.empty()) return absl::DataLossError(absl::StrCat("corrupt ", what_, " record: trailing bytes"));
@@ -114,7 +116,8 @@ absl::Status DecodeInstance(absl::string_view value, Instance* x) {
     if (ok) x->images.push_back(*Hash128::FromRaw(raw));
   }
   ok = ok && r.Str(&x->source.file) && r.Varint(&x->source.line) && r.Varint(&target) &&
-       r.Str(&x->meta_json) && r.Varint(&n);
+       r.Check(target <= UINT32_MAX, "source target out of range") && r.Str(&x->meta_json) &&
+       r.Varint(&n);
   x->source.target = static_cast<uint32_t>(target);
   x->template_vars.clear();
   if (ok && n > value.size()) return absl::DataLossError("corrupt instance record: variable count");
@@ -138,7 +141,9 @@ std::string EncodeImageMeta(const ImageMeta& m) {
 absl::Status DecodeImageMeta(absl::string_view value, ImageMeta* m) {
   Reader r(value, "image meta");
   uint64_t f = 0, wd = 0, ht = 0;
-  if (r.Start() && r.Varint(&f) && r.Varint(&wd) && r.Varint(&ht) && r.Varint(&m->size)) {
+  if (r.Start() && r.Varint(&f) && r.Check(f <= static_cast<uint64_t>(ImageFormat::kTiff), "unknown image format") &&
+      r.Varint(&wd) && r.Varint(&ht) && r.Check(wd <= UINT32_MAX && ht <= UINT32_MAX, "image size out of range") &&
+      r.Varint(&m->size)) {
     m->format = static_cast<ImageFormat>(f);
     m->width = static_cast<uint32_t>(wd);
     m->height = static_cast<uint32_t>(ht);
@@ -163,7 +168,10 @@ absl::Status DecodeTaskInfo(absl::string_view value, TaskInfo* t) {
   Reader r(value, "task");
   uint64_t cu = 0, held = 0, mod = 0;
   if (r.Start() && r.Str(&t->name) && r.Str(&t->category) && r.Str(&t->source_dataset) &&
-      r.Str(&t->license) && r.Varint(&cu) && r.Varint(&held) && r.Varint(&mod) &&
+      r.Str(&t->license) && r.Varint(&cu) &&
+      r.Check(cu <= static_cast<uint64_t>(CommercialUse::kNo), "unknown commercial-use value") &&
+      r.Varint(&held) && r.Check(held <= 1, "held-out flag out of range") && r.Varint(&mod) &&
+      r.Check(mod <= static_cast<uint64_t>(Modality::kVideo), "unknown modality") &&
       r.Str(&t->default_lang)) {
     t->commercial_use = static_cast<CommercialUse>(cu);
     t->held_out = held != 0;
@@ -210,7 +218,8 @@ absl::Status DecodeFileProgress(absl::string_view value, FileProgress* p) {
   Reader r(value, "progress");
   uint64_t complete = 0;
   if (r.Start() && r.Str(&p->fingerprint) && r.Varint(&p->offset) && r.Varint(&p->line) &&
-      r.Varint(&complete) && r.Varint(&p->ingested_rows) && r.Varint(&p->instances) &&
+      r.Varint(&complete) && r.Check(complete <= 1, "complete flag out of range") &&
+      r.Varint(&p->ingested_rows) && r.Varint(&p->instances) &&
       r.Varint(&p->rejected)) {
     p->complete = complete != 0;
   }

@@ -58,5 +58,27 @@ TEST(RecordCodecTest, OtherRecordsRoundTrip) {
   EXPECT_EQ(p, p2);
 }
 
+TEST(RecordCodecTest, OutOfRangeFieldsAreDataLoss) {
+  // A corrupt record whose enums or flags hold values no encoder writes is
+  // refused, not turned into a task or image nobody stored.
+  TaskInfo t{"vqa-v2", "vqa", "VQA v2", "CC BY 4.0", CommercialUse::kYes, false, Modality::kImage, "en"};
+  std::string bytes = EncodeTaskInfo(t);
+  const size_t enums = bytes.size() - 1 - 2 - 3;  // commercial use, held out, modality, then "en"
+  for (size_t at = enums; at < enums + 3; ++at) {
+    std::string bad = bytes;
+    bad[at] = 5;
+    TaskInfo out;
+    EXPECT_THAT(DecodeTaskInfo(bad, &out), StatusIs(absl::StatusCode::kDataLoss)) << at;
+  }
+  std::string meta = EncodeImageMeta({ImageFormat::kJpeg, 2, 2, 10});
+  meta[1] = 9;  // no such format
+  ImageMeta m;
+  EXPECT_THAT(DecodeImageMeta(meta, &m), StatusIs(absl::StatusCode::kDataLoss));
+  std::string progress = EncodeFileProgress({"", 1, 1, true, 1, 1, 0});
+  progress[4] = 2;  // complete flag
+  FileProgress p;
+  EXPECT_THAT(DecodeFileProgress(progress, &p), StatusIs(absl::StatusCode::kDataLoss));
+}
+
 }  // namespace
 }  // namespace m3serve::storage
