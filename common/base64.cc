@@ -1,8 +1,8 @@
 #include "common/base64.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 

@@ -124,7 +124,8 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       // The audit line: who asked for what and received how much of which licenses.
       M3_LOG(INFO) << "stream end peer=" << peer_ << " identity=" << IdentityName()
                    << Describe(settings_.selection) << " licenses=[" << absl::StrJoin(licenses_, "|")
-                   << "] instances=" << sent_instances_ << " bytes=" << sent_bytes_ << " seconds=" << secs << " status="
+                   << "] instances=" << sent_instances_ << " bytes=" << sent_bytes_
+                   << " seconds=" << secs << " status="
                    << (final_status_.ok() ? "OK" : final_status_.ToString());
       delete_me = pending_tasks_ == 0;
     }

@@ -22,7 +22,7 @@
 
 namespace m3serve::server {
 
-// Who asks and under which server settings.
+// Who asks: the authenticated identity's entitlement and name, if any.
 struct StreamCaller {
   const LicensePolicy* entitlement = nullptr;  // null: no token auth
   std::string name = "-";                     // identity, for messages
