@@ -95,37 +95,36 @@ absl::Status DatasetClient::Unary(Fn&& call) {
   return FromGrpcStatus(last);
 }
 
-absl::StatusOr<v1::Catalog> DatasetClient::GetCatalog() {
-  v1::Catalog out;
+template <typename Request, typename Response>
+absl::StatusOr<Response> DatasetClient::Call(
+    grpc::Status (v1::DatasetService::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+    const Request& request) {
+  Response out;
   absl::Status s = Unary([&](v1::DatasetService::Stub* stub, grpc::ClientContext* ctx) {
     out.Clear();
-    return stub->GetCatalog(ctx, v1::GetCatalogRequest(), &out);
+    return (stub->*method)(ctx, request, &out);
   });
   if (!s.ok()) return s;
   return out;
+}
+
+absl::StatusOr<v1::Catalog> DatasetClient::GetCatalog() {
+  return Call(&v1::DatasetService::Stub::GetCatalog, v1::GetCatalogRequest());
 }
 
 absl::StatusOr<v1::CountResponse> DatasetClient::Count(const v1::Selection& selection) {
   v1::CountRequest req;
   *req.mutable_selection() = selection;
-  v1::CountResponse out;
-  absl::Status s = Unary([&](v1::DatasetService::Stub* stub, grpc::ClientContext* ctx) {
-    out.Clear();
-    return stub->Count(ctx, req, &out);
-  });
-  if (!s.ok()) return s;
-  return out;
+  return Call(&v1::DatasetService::Stub::Count, req);
 }
 
 absl::StatusOr<v1::GetInstancesResponse> DatasetClient::GetInstances(
     const v1::GetInstancesRequest& request) {
-  v1::GetInstancesResponse out;
-  absl::Status s = Unary([&](v1::DatasetService::Stub* stub, grpc::ClientContext* ctx) {
-    out.Clear();
-    return stub->GetInstances(ctx, request, &out);
-  });
-  if (!s.ok()) return s;
-  return out;
+  return Call(&v1::DatasetService::Stub::GetInstances, request);
+}
+
+absl::StatusOr<v1::PlanResponse> DatasetClient::Plan(const v1::StreamRequest& request) {
+  return Call(&v1::DatasetService::Stub::Plan, request);
 }
 
 std::unique_ptr<InstanceStream> DatasetClient::Stream(v1::StreamRequest request) {

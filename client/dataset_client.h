@@ -110,6 +110,9 @@ class DatasetClient {
   absl::StatusOr<v1::Catalog> GetCatalog();
   absl::StatusOr<v1::CountResponse> Count(const v1::Selection& selection);
   absl::StatusOr<v1::GetInstancesResponse> GetInstances(const v1::GetInstancesRequest& request);
+  // What Stream(request) would serve: plan fingerprint, epoch size, mixture
+  // components with their shares and repeats, instances of the view.
+  absl::StatusOr<v1::PlanResponse> Plan(const v1::StreamRequest& request);
   // Start streaming `request` (no call is made until the first Next()).
   std::unique_ptr<InstanceStream> Stream(v1::StreamRequest request);
 
@@ -123,6 +126,11 @@ class DatasetClient {
   // Run a unary call on each target in turn while it is UNAVAILABLE.
   template <typename Fn>
   absl::Status Unary(Fn&& call);
+  // One unary method through Unary().
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(
+      grpc::Status (v1::DatasetService::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+      const Request& request);
 
   ClientOptions options_;
   std::vector<std::unique_ptr<v1::DatasetService::Stub>> stubs_;

@@ -4,6 +4,7 @@
 //   m3serve-client count [selection flags] [--json]
 //   m3serve-client stream [selection, sharding, order, image flags] [--dump DIR] [--json]
 //   m3serve-client get ID... [image flags] [--json]
+//   m3serve-client plan [stream, mixture, schedule flags] [--json]
 //   m3serve-client bench [stream flags] [--seconds N]
 #include <chrono>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "client/dataset_client.h"
 #include "common/base64.h"
@@ -33,6 +35,7 @@ constexpr char kUsage[] =
     "  count     how many instances a selection matches (total and per group)\n"
     "  stream    stream one shard of a selection (summary per batch, or --dump DIR)\n"
     "  get       fetch instances by id (task/split/lang/ordinal)\n"
+    "  plan      preview a stream's epoch: mixture components, shares, repeats, fingerprint\n"
     "  bench     measure instances/s, images/s and MB/s over a stream\n\n"
     "Run `m3serve-client COMMAND --help` for the flags of a command.\n";
 
@@ -48,6 +51,11 @@ struct Flags {
   std::string images = "encoded", resize = "fit", resume_token, dump;
   std::string tls_ca, tls_cert, tls_key, token_file;
   double deadline_seconds = 30;
+  // Mixture and schedule (a training job's geometry).
+  std::vector<std::string> weights;
+  std::string temperature, epoch_size, plan_fingerprint;
+  bool stratified = false;
+  int64_t stratum = 0, world_size = 0, rank = 0, rank_batch = 0, workers = 1, worker = 0, start_sample = -1;
 
   void Target(FlagSet& f) {
     f.List("target", &targets, "server addresses; streams fail over between them", "HOST:PORT,...");
@@ -89,6 +97,52 @@ struct Flags {
     f.Int("limit", &limit, "stop after this many instances (0: whole shard)");
   }
 
+  void Mixture(FlagSet& f) {
+    f.List("weights", &weights, "mixture: relative shares per task or task:language; '*' = every other task",
+           "KEY=W,...");
+    f.String("temperature", &temperature, "mixture: weight = instances^(1/T) per task (1: natural, large: uniform)",
+             "T");
+    f.String("epoch-size", &epoch_size, "samples per epoch (default: the natural size)", "N");
+    f.Bool("stratified", &stratified, "every block of --stratum samples holds each component's share (+-1)");
+    f.Int("stratum", &stratum, "stratified block size (default: world size x rank batch, else --batch-size)");
+  }
+  void Schedule(FlagSet& f) {
+    f.Int("world-size", &world_size, "schedule: ranks of the training job (instead of sharding)");
+    f.Int("rank", &rank, "schedule: this rank");
+    f.Int("rank-batch", &rank_batch, "schedule: samples per rank per step (default: --batch-size)");
+    f.Int("workers", &workers, "schedule: data-loader workers per rank");
+    f.Int("worker", &worker, "schedule: this worker");
+    f.Int("start-sample", &start_sample, "schedule: samples of the epoch the job has consumed (its data position)");
+    f.String("plan-fingerprint", &plan_fingerprint, "refuse unless the request resolves to this plan", "HEX");
+  }
+
+  absl::Status FillMixture(v1::Mixture* m) const {
+    for (const auto& w : weights) {
+      const size_t eq = w.rfind('=');
+      double v;
+      if (eq == std::string::npos || eq == 0 || !absl::SimpleAtod(w.substr(eq + 1), &v)) {
+        return absl::InvalidArgumentError(absl::StrCat("--weights: '", w, "' is not KEY=WEIGHT"));
+      }
+      v1::MixtureComponent* c = m->add_components();
+      c->set_key(w.substr(0, eq));
+      c->set_weight(v);
+    }
+    if (!temperature.empty()) {
+      double t;
+      if (!absl::SimpleAtod(temperature, &t)) return absl::InvalidArgumentError("--temperature: not a number");
+      m->set_temperature(t);
+    }
+    if (!epoch_size.empty()) {
+      uint64_t n;
+      if (!absl::SimpleAtoi(epoch_size, &n)) return absl::InvalidArgumentError("--epoch-size: not a count");
+      m->set_epoch_size(n);
+    }
+    if (stratum < 0) return absl::InvalidArgumentError("--stratum: negative");
+    m->set_stratified(stratified);
+    m->set_stratum(static_cast<uint64_t>(stratum));
+    return absl::OkStatus();
+  }
+
   absl::Status FillSelection(v1::Selection* s) const {
     for (const auto& x : tasks) s->add_tasks(x);
     for (const auto& x : categories) s->add_categories(x);
@@ -123,9 +177,25 @@ struct Flags {
     if (shard_index < 0 || shard_count < 0 || batch_size < 0 || limit < 0 || max_message_bytes < 0) {
       return absl::InvalidArgumentError("negative number in a stream flag");
     }
-    r->mutable_sharding()->set_index(static_cast<uint32_t>(shard_index));
-    r->mutable_sharding()->set_count(static_cast<uint32_t>(shard_count));
-    r->mutable_sharding()->set_drop_remainder(drop_remainder);
+    if (auto s = FillMixture(r->mutable_mixture()); !s.ok()) return s;
+    if (world_size > 0 || start_sample >= 0) {
+      if (rank < 0 || rank_batch < 0 || workers < 0 || worker < 0) {
+        return absl::InvalidArgumentError("negative number in a schedule flag");
+      }
+      v1::Schedule* sc = r->mutable_schedule();
+      sc->set_world_size(static_cast<uint32_t>(std::max<int64_t>(world_size, 1)));
+      sc->set_rank(static_cast<uint32_t>(rank));
+      sc->set_batch_size(static_cast<uint32_t>(rank_batch > 0 ? rank_batch : batch_size));
+      sc->set_num_workers(static_cast<uint32_t>(workers));
+      sc->set_worker(static_cast<uint32_t>(worker));
+      sc->set_start_sample(static_cast<uint64_t>(std::max<int64_t>(start_sample, 0)));
+      sc->set_drop_remainder(drop_remainder);
+    } else {
+      r->mutable_sharding()->set_index(static_cast<uint32_t>(shard_index));
+      r->mutable_sharding()->set_count(static_cast<uint32_t>(shard_count));
+      r->mutable_sharding()->set_drop_remainder(drop_remainder);
+    }
+    r->set_plan_fingerprint(plan_fingerprint);
     r->set_order(shuffle ? v1::ORDER_SHUFFLED : v1::ORDER_SEQUENTIAL);
     r->set_seed(static_cast<uint64_t>(seed));
     r->set_epoch(static_cast<uint64_t>(epoch));
@@ -186,7 +256,8 @@ void InstanceJson(const v1::Instance& x, JsonWriter& w) {
       .Key("language").String(x.language()).Key("instruction").String(x.instruction())
       .Key("inputs").String(x.inputs()).Key("outputs").String(x.outputs())
       .Key("license").String(x.license()).Key("source_dataset").String(x.source_dataset())
-      .Key("shard_position").Uint(x.shard_position());
+      .Key("shard_position").Uint(x.shard_position()).Key("sample_index").Uint(x.sample_index());
+  if (!x.component().empty()) w.Key("component").String(x.component());
   if (!x.meta_json().empty()) w.Key("meta").Raw(x.meta_json());
   w.Key("images").BeginArray();
   for (const auto& img : x.images()) {
@@ -320,6 +391,8 @@ int Stream(int argc, char** argv, bool bench) {
   fl.Target(f);
   fl.Selection(f);
   fl.Stream(f);
+  fl.Mixture(f);
+  fl.Schedule(f);
   fl.Images(f);
   if (bench) f.Int("seconds", &fl.seconds, "stop after this many seconds (0: whole shard)");
   else f.String("dump", &fl.dump, "write images and texts.jsonl into this directory", "DIR");
@@ -434,6 +507,56 @@ int Get(int argc, char** argv) {
   return 0;
 }
 
+int Plan(int argc, char** argv) {
+  Flags fl;
+  FlagSet f("m3serve-client plan [stream, mixture, schedule flags] [--json]",
+            "Preview what `stream` with the same flags would serve: the plan fingerprint, the\n"
+            "epoch's size, and per mixture component its instances, weight, share of the epoch,\n"
+            "samples per epoch and passes (above 1: it repeats; below 1: it is subsampled).");
+  fl.Target(f);
+  fl.Selection(f);
+  fl.Stream(f);
+  fl.Mixture(f);
+  fl.Schedule(f);
+  fl.Images(f);
+  std::vector<std::string> args;
+  if (int code; !f.ParseOrExit(argc, argv, 2, std::string("m3serve-client ") + argv[1], &args, &code)) return code;
+  v1::StreamRequest req;
+  if (auto s = fl.FillStream(&req); !s.ok()) return Fail("plan", s);
+  auto c = fl.Client();
+  if (!c.ok()) return Fail("plan", c.status());
+  auto r = (*c)->Plan(req);
+  if (!r.ok()) return Fail("plan", r.status());
+  if (fl.json) {
+    JsonWriter w(2);
+    w.BeginObject().Key("fingerprint").String(r->fingerprint()).Key("dataset_version").String(r->dataset_version())
+        .Key("epoch_samples").Uint(r->epoch_samples()).Key("view_instances").Uint(r->view_instances())
+        .Key("stratum").Uint(r->stratum()).Key("components").BeginArray();
+    for (const auto& x : r->components()) {
+      w.BeginObject().Key("key").String(x.key()).Key("instances").Uint(x.instances()).Key("weight").Double(x.weight())
+          .Key("share").Double(x.share()).Key("samples").Uint(x.samples()).Key("passes").Double(x.passes())
+          .EndObject();
+    }
+    w.EndArray().Key("removed_by_policy").BeginArray();
+    for (const auto& t : r->removed_by_policy()) w.String(t);
+    w.EndArray().EndObject();
+    std::cout << w.str() << std::endl;
+    return 0;
+  }
+  std::cout << absl::StrFormat("plan %s (dataset version %s)\n", r->fingerprint(), r->dataset_version());
+  std::cout << absl::StrFormat("%d samples per epoch%s; this view serves %d\n", r->epoch_samples(),
+                               r->stratum() ? absl::StrCat(", stratified in blocks of ", r->stratum()) : "",
+                               r->view_instances());
+  std::cout << absl::StrFormat("%-26s %10s %10s %8s %10s %8s\n", "COMPONENT", "INSTANCES", "WEIGHT", "SHARE",
+                               "SAMPLES", "PASSES");
+  for (const auto& x : r->components()) {
+    std::cout << absl::StrFormat("%-26s %10d %10.4g %7.2f%% %10d %8.3f\n",
+                                 x.key().empty() ? "(selection)" : x.key(), x.instances(), x.weight(),
+                                 100 * x.share(), x.samples(), x.passes());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -447,6 +570,7 @@ int main(int argc, char** argv) {
   if (cmd == "stream") return Stream(argc, argv, false);
   if (cmd == "bench") return Stream(argc, argv, true);
   if (cmd == "get") return Get(argc, argv);
+  if (cmd == "plan") return Plan(argc, argv);
   std::fprintf(stderr, "m3serve-client: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

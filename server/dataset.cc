@@ -27,6 +27,17 @@ std::pair<size_t, uint64_t> ResolvedSelection::Locate(uint64_t p) const {
   return {g, p - prefix[g]};
 }
 
+void ResolvedSelection::Seal() {
+  // The digest covers what positions depend on: the ordered groups and their
+  // sizes. Two requests that resolve to the same groups share order and tokens.
+  StreamingHash h;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    h.AddRecord(groups[i].ToString());
+    h.AddRecord(absl::StrCat(prefix[i + 1] - prefix[i]));
+  }
+  digest = h.Finish();
+}
+
 absl::StatusOr<std::unique_ptr<Dataset>> Dataset::Open(const storage::StoreOptions& store_options,
                                                        LicensePolicy policy) {
   std::unique_ptr<Dataset> d(new Dataset());
@@ -157,19 +168,11 @@ absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec,
       removed.insert(g.task);
       continue;
     }
-    r.groups.push_back(g);
-    r.prefix.push_back(r.prefix.back() + n);
+    r.Add(g, n);
   }
   r.removed_by_policy.assign(removed.begin(), removed.end());
 
-  // The digest covers what positions depend on: the ordered groups and their
-  // sizes. Two requests that resolve to the same groups share order and tokens.
-  StreamingHash h;
-  for (size_t i = 0; i < r.groups.size(); ++i) {
-    h.AddRecord(r.groups[i].ToString());
-    h.AddRecord(absl::StrCat(r.prefix[i + 1] - r.prefix[i]));
-  }
-  r.digest = h.Finish();
+  r.Seal();
   return r;
 }
 

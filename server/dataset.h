@@ -42,6 +42,13 @@ struct ResolvedSelection {
   Hash128 digest;  // of the resolved groups and their sizes
 
   uint64_t total() const { return prefix.back(); }
+  // Append group `g` of `n` instances (prefix sums follow).
+  void Add(const storage::GroupKey& g, uint64_t n) {
+    groups.push_back(g);
+    prefix.push_back(prefix.back() + n);
+  }
+  // Compute `digest` from the groups and their sizes (call after the last Add).
+  void Seal();
   // (group index, ordinal) of position p; requires p < total().
   std::pair<size_t, uint64_t> Locate(uint64_t p) const;
 };

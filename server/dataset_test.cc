@@ -148,6 +148,13 @@ TEST_F(DatasetTest, InstructionsComeFromThePool) {
   x.group.lang = "zh";  // no zh pool: the default language's
   std::string zh = ChooseInstruction(*d, x, o);
   EXPECT_TRUE(zh == "Answer it." || zh == "Look and answer.");
+  // As ingested, a pooled instruction is the same in every epoch and seed.
+  for (uint64_t epoch = 0; epoch < 20; ++epoch) {
+    BuildOptions other;
+    other.epoch = epoch;
+    other.seed = epoch * 7 + 1;
+    EXPECT_EQ(ChooseInstruction(*d, x, other), zh);
+  }
   x.instruction = "Own instruction about [HYPO].";
   x.template_vars = {{"HYPO", "two dogs"}};
   EXPECT_EQ(ChooseInstruction(*d, x, o), "Own instruction about two dogs.");

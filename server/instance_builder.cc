@@ -29,7 +29,11 @@ std::string ChooseInstruction(const Dataset& dataset, const storage::Instance& x
   std::string instruction = x.instruction;
   if (options.resample_instructions || instruction.empty()) {
     if (const auto* pool = dataset.Pool(x.group.task, x.group.lang)) {
-      uint64_t h = Hash64(absl::StrCat(x.Id(), "|", options.seed, "|", options.epoch));
+      // Re-sampling draws per (seed, epoch); "as ingested" is stable: a row
+      // without its own instruction always gets the same one from the pool.
+      uint64_t h = options.resample_instructions
+                       ? Hash64(absl::StrCat(x.Id(), "|", options.seed, "|", options.epoch))
+                       : Hash64(absl::StrCat(x.Id(), "|as-ingested"));
       instruction = (*pool)[h % pool->size()];
     }
   }

@@ -29,8 +29,10 @@ struct BuildOptions {
 };
 
 // The instruction an instance is served with: its own (unless resampling or
-// empty), else pool[XXH3(id, seed, epoch) mod |pool|]; then "[NAME]"
-// placeholders are replaced by the instance's template variables.
+// empty), else from the pool: pool[XXH3(id, seed, epoch) mod |pool|] when
+// resampling, pool[XXH3(id) mod |pool|] as ingested (the same in every epoch
+// and run); then "[NAME]" placeholders are replaced by the instance's
+// template variables.
 std::string ChooseInstruction(const Dataset& dataset, const storage::Instance& x,
                               const BuildOptions& options);
 

@@ -60,21 +60,44 @@ absl::Status FromProto(const v1::ImageOptions& in, const RequestLimits& limits, 
   return absl::OkStatus();
 }
 
+absl::Status FromProto(const v1::Mixture& in, MixtureSpec* out) {
+  for (const auto& c : in.components()) {
+    out->components.emplace_back(c.key(), c.has_weight() ? std::optional<double>(c.weight()) : std::nullopt);
+  }
+  if (in.has_temperature()) out->temperature = in.temperature();
+  if (in.has_epoch_size()) out->epoch_size = in.epoch_size();
+  out->stratified = in.stratified();
+  out->stratum = in.stratum();
+  if (out->stratum > 0 && !out->stratified) {
+    return absl::InvalidArgumentError("mixture.stratum: needs mixture.stratified");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits, StreamSettings* out) {
   M3SERVE_RETURN_IF_ERROR(FromProto(in.selection(), &out->selection));
+  // The view's own rules (ranges of index, count, rank, ...) are StreamPlan's.
+  if (in.has_sharding() && in.has_schedule()) {
+    return absl::InvalidArgumentError("sharding and schedule: set one of them, not both");
+  }
   if (in.has_sharding()) {
     out->plan.shard_index = in.sharding().index();
     out->plan.shard_count = in.sharding().count();
     out->plan.drop_remainder = in.sharding().drop_remainder();
-    if (out->plan.shard_count == 0) {
-      return absl::InvalidArgumentError("sharding.count must be at least 1");
-    }
-    if (out->plan.shard_index >= out->plan.shard_count) {
-      return absl::InvalidArgumentError(absl::StrCat("sharding.index (", out->plan.shard_index,
-                                                     ") must be less than sharding.count (",
-                                                     out->plan.shard_count, ")"));
-    }
   }
+  if (in.has_schedule()) {
+    const v1::Schedule& s = in.schedule();
+    out->plan.schedule = true;
+    out->plan.world_size = s.world_size();
+    out->plan.rank = s.rank();
+    out->plan.batch_size = s.batch_size();
+    out->plan.num_workers = s.num_workers();
+    out->plan.worker = s.worker();
+    out->plan.start_sample = s.start_sample();
+    out->plan.drop_remainder = s.drop_remainder();
+  }
+  M3SERVE_RETURN_IF_ERROR(FromProto(in.mixture(), &out->mixture));
+  out->plan_fingerprint = in.plan_fingerprint();
   switch (in.order()) {
     case v1::ORDER_UNSPECIFIED:
     case v1::ORDER_SEQUENTIAL: out->plan.shuffled = false; break;

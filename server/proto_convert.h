@@ -14,6 +14,7 @@
 #include "m3serve/v1/dataset.pb.h"
 #include "server/dataset.h"
 #include "server/instance_builder.h"
+#include "server/mixture.h"
 #include "server/stream_plan.h"
 
 namespace m3serve::server {
@@ -37,10 +38,13 @@ struct StreamSettings {
   std::string resume_token;
   uint64_t limit = 0;
   uint64_t start_position = 0;
+  MixtureSpec mixture;
+  std::string plan_fingerprint;
 };
 
 absl::Status FromProto(const v1::Selection& in, SelectionSpec* out);
 absl::Status FromProto(const v1::ImageOptions& in, const RequestLimits& limits, BuildOptions* out);
+absl::Status FromProto(const v1::Mixture& in, MixtureSpec* out);
 absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits, StreamSettings* out);
 
 // The catalog as `entitlement` (may be null) sees it, on top of the policy.

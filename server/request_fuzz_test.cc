@@ -39,6 +39,9 @@ TEST(RequestFuzzTest, RandomAndMutatedRequestsDecodeOrFailCleanly) {
   std::mt19937_64 rng(20261127);
   const std::string valid = ValidRequest().SerializeAsString();
   RequestLimits limits;
+  auto selection = std::make_shared<ResolvedSelection>();
+  selection->Add({"vqa-v2", "train", "zh"}, 100);
+  selection->Seal();
   int parsed = 0, accepted = 0;
   for (int i = 0; i < 20000; ++i) {
     std::string bytes;
@@ -61,10 +64,17 @@ TEST(RequestFuzzTest, RandomAndMutatedRequestsDecodeOrFailCleanly) {
     ++parsed;
     StreamSettings settings;
     absl::Status s = FromProto(req, limits, &settings);
+    // The view's rules are the plan's (one place for each).
+    if (s.ok()) s = StreamPlan::Create(selection, settings.plan, "00", "key").status();
     if (s.ok()) {
       ++accepted;
-      EXPECT_GE(settings.plan.shard_count, 1u);
-      EXPECT_LT(settings.plan.shard_index, settings.plan.shard_count);
+      if (settings.plan.schedule) {
+        EXPECT_LT(settings.plan.rank, settings.plan.world_size);
+        EXPECT_LT(settings.plan.worker, settings.plan.num_workers);
+      } else {
+        EXPECT_GE(settings.plan.shard_count, 1u);
+        EXPECT_LT(settings.plan.shard_index, settings.plan.shard_count);
+      }
       EXPECT_GE(settings.batch_size, 1u);
       EXPECT_LE(settings.batch_size, limits.max_batch_size);
     } else {

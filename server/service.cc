@@ -55,6 +55,12 @@ std::string Describe(const SelectionSpec& s) {
   return out.empty() ? " (everything)" : out;
 }
 
+std::string ViewText(const PlanParams& p) {
+  if (!p.schedule) return absl::StrCat(" shard=", p.shard_index, "/", p.shard_count);
+  return absl::StrCat(" rank=", p.rank, "/", p.world_size, " batch=", p.batch_size, " worker=", p.worker, "/",
+                      p.num_workers, " start_sample=", p.start_sample);
+}
+
 }  // namespace
 
 // One StreamInstances call. Batches ("chunks" of batch_size instances, each
@@ -76,7 +82,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       return;
     }
     M3_LOG(INFO) << "stream start peer=" << peer_ << " identity=" << IdentityName() << Describe(settings_.selection)
-                 << " shard=" << settings_.plan.shard_index << "/" << settings_.plan.shard_count
+                 << ViewText(settings_.plan) << " plan=" << plan_->fingerprint()
                  << (settings_.plan.shuffled ? absl::StrCat(" shuffled seed=", settings_.plan.seed) : " sequential")
                  << " epoch=" << settings_.plan.epoch << " from=" << next_begin_ << " to=" << end_
                  << " of " << plan_->shard_size();
@@ -221,10 +227,13 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     const Dataset& ds = *svc_->dataset_;
     const StreamPlan& plan = *plan_;
     std::vector<std::pair<storage::GroupKey, uint64_t>> keys;
+    std::vector<StreamPlan::Located> where;
     keys.reserve(end - begin);
+    where.reserve(end - begin);
+    StreamPlan::Cursor cursor(&plan);
     for (uint64_t j = begin; j < end; ++j) {
-      auto [g, ordinal] = plan.Locate(j);
-      keys.emplace_back(plan.selection().groups[g], ordinal);
+      where.push_back(cursor.At(j));
+      keys.emplace_back(*where.back().group, where.back().ordinal);
     }
     auto got = ds.store().MultiGetInstances(keys);
     auto message = std::make_unique<v1::InstanceBatch>();
@@ -233,6 +242,8 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       message->set_resume_token(plan.Token(next));
       message->set_shard_size(plan.shard_size());
       message->set_next_position(next);
+      message->set_plan_fingerprint(plan.fingerprint());
+      message->set_epoch_samples(plan.epoch_samples());
       chunk->bytes += static_cast<int64_t>(message->ByteSizeLong());
       chunk->messages.push_back(std::move(message));
       message = std::make_unique<v1::InstanceBatch>();
@@ -247,6 +258,8 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       v1::Instance inst;
       M3SERVE_RETURN_IF_ERROR(BuildInstance(ds, *x, settings_.build, svc_->metrics_, &inst));
       inst.set_shard_position(j);
+      inst.set_sample_index(where[j - begin].sample);
+      inst.set_component(plan.order().components()[where[j - begin].component].key);
       const uint64_t size = inst.ByteSizeLong() + 8;
       if (message->instances_size() > 0 && message_bytes + size > settings_.message_bytes) close(j);
       *message->add_instances() = std::move(inst);
@@ -422,6 +435,24 @@ grpc::ServerWriteReactor<v1::InstanceBatch>* DatasetServiceImpl::StreamInstances
                      identity->max_streams, " concurrent streams")));
   }
   return new StreamReactor(this, ctx, request, identity);
+}
+
+grpc::ServerUnaryReactor* DatasetServiceImpl::Plan(grpc::CallbackServerContext* ctx,
+                                                   const v1::StreamRequest* request,
+                                                   v1::PlanResponse* response) {
+  const Identity* identity;
+  absl::Status s = Authenticate(ctx, &identity);
+  if (s.ok()) {
+    StreamCaller caller;
+    if (identity != nullptr) caller = {&identity->entitlement, identity->name};
+    StreamSetup setup;
+    s = SetUpStream(*request, *dataset_, options_.limits, caller, options_.token_key, &setup);
+    if (s.ok()) {
+      ToProto(setup, response);
+      response->set_dataset_version(dataset_->version());
+    }
+  }
+  return FinishUnary(ctx, s);
 }
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerContext* ctx,

@@ -57,6 +57,8 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
   grpc::ServerUnaryReactor* GetInstances(grpc::CallbackServerContext* ctx,
                                          const v1::GetInstancesRequest* request,
                                          v1::GetInstancesResponse* response) override;
+  grpc::ServerUnaryReactor* Plan(grpc::CallbackServerContext* ctx, const v1::StreamRequest* request,
+                                 v1::PlanResponse* response) override;
 
   int active_streams() const { return active_streams_.load(); }
   // Refuse new streams with UNAVAILABLE (clients fail over to another

@@ -70,19 +70,27 @@ const World& GetWorld() {
 
 void CheckAccepted(const StreamSetup& s, const RequestLimits& limits) {
   const StreamPlan& plan = *s.plan;
-  M3_CHECK(s.settings.plan.shard_count >= 1);
-  M3_CHECK(s.settings.plan.shard_index < s.settings.plan.shard_count);
+  const PlanParams& v = s.settings.plan;
+  if (v.schedule) {
+    M3_CHECK(v.world_size >= 1 && v.rank < v.world_size && v.batch_size >= 1);
+    M3_CHECK(v.num_workers >= 1 && v.worker < v.num_workers);
+  } else {
+    M3_CHECK(v.shard_count >= 1 && v.shard_index < v.shard_count);
+  }
   M3_CHECK(s.settings.batch_size >= 1 && s.settings.batch_size <= limits.max_batch_size);
   M3_CHECK(s.settings.message_bytes <= limits.max_message_bytes);
   M3_CHECK(s.begin <= s.end && s.end <= plan.shard_size());
-  M3_CHECK(plan.shard_size() <= plan.selection().total());
-  // A few positions of the shard map into the selection and round-trip tokens.
+  M3_CHECK(plan.shard_size() <= plan.epoch_samples());
+  // A few positions of the view map into a component and round-trip tokens.
   for (uint64_t j : {s.begin, s.end, plan.shard_size() / 2, plan.shard_size()}) {
     if (j < plan.shard_size()) {
-      M3_CHECK(plan.SelectionPosition(j) < plan.selection().total());
-      const auto [group, ordinal] = plan.Locate(j);
-      M3_CHECK(group < plan.selection().groups.size());
-      M3_CHECK(ordinal < plan.selection().prefix[group + 1] - plan.selection().prefix[group]);
+      M3_CHECK(plan.Sample(j) < plan.epoch_samples());
+      const StreamPlan::Located at = plan.Locate(j);
+      M3_CHECK(at.component < plan.order().components().size());
+      const ResolvedSelection& sel = *plan.order().components()[at.component].selection;
+      M3_CHECK(at.group >= sel.groups.data() && at.group < sel.groups.data() + sel.groups.size());
+      const size_t group = static_cast<size_t>(at.group - sel.groups.data());
+      M3_CHECK(at.ordinal < sel.prefix[group + 1] - sel.prefix[group]);
     }
     auto resumed = plan.Resume(plan.Token(j));
     M3_CHECK(resumed.ok() && *resumed == j) << resumed.status();
@@ -120,9 +128,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     absl::Status s = SetUpStream(req, *world.dataset, world.limits, *caller, kTokenKey, &setup);
     if (s.ok()) {
       CheckAccepted(setup, world.limits);
-      for (const auto& g : setup.plan->selection().groups) {
-        M3_CHECK(world.dataset->Admits(*world.dataset->Task(g.task), caller->entitlement))
-            << "selected outside the policy or entitlement: " << g.ToString();
+      for (const auto& c : setup.plan->order().components()) {
+        for (const auto& g : c.selection->groups) {
+          M3_CHECK(world.dataset->Admits(*world.dataset->Task(g.task), caller->entitlement))
+              << "selected outside the policy or entitlement: " << g.ToString();
+        }
       }
     } else {
       CheckRejected(s);

@@ -40,10 +40,14 @@ struct StreamSetup {
 
 // InvalidArgument naming the request field, NotFound for unknown names,
 // PermissionDenied beyond the policy or entitlement, InvalidArgument for a
-// resume token that was not issued for this plan.
+// resume token or plan_fingerprint that belongs to another plan. A start at or
+// past the end of the view is an empty stream (begin == end).
 absl::Status SetUpStream(const v1::StreamRequest& req, const Dataset& dataset,
                          const RequestLimits& limits, const StreamCaller& caller,
                          const std::string& token_key, StreamSetup* out);
+
+// The plan preview of a set-up stream (the Plan call's answer).
+void ToProto(const StreamSetup& setup, v1::PlanResponse* out);
 
 }  // namespace m3serve::server
 
