@@ -69,7 +69,7 @@ def main():
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     dataset.load_state_dict(ckpt["data"])
-    print(f"resumed at epoch {ckpt['data']['epoch']}, batch {ckpt['data']['batches']}")
+    print(f"resumed at epoch {ckpt['data']['epoch']}, sample {ckpt['data']['samples']}")
     for batch in loader:
         step(model, optimizer, batch)
         seen += batch["id"]

@@ -73,6 +73,8 @@ class Instance:
     source_dataset: str
     meta: Optional[Dict[str, Any]]
     shard_position: int
+    sample_index: int = 0   # index in the epoch's global sequence
+    component: str = ""     # mixture component it was drawn for ("" without a mixture)
 
 
 @dataclass
@@ -82,6 +84,45 @@ class Batch:
     shard_size: int
     next_position: int
     removed_by_policy: List[str] = field(default_factory=list)
+    plan_fingerprint: str = ""
+    epoch_samples: int = 0
+
+
+@dataclass
+class PlanComponent:
+    """One component of an epoch's plan (Client.plan())."""
+    key: str            # "coco", "coco:en"; "" for a plain selection
+    instances: int      # in the component, after selection and policy
+    weight: float       # as given, or instances^(1/T)
+    share: float        # weight / sum of weights
+    samples: int        # samples per epoch
+    passes: float       # samples / instances: > 1 repeats, < 1 subsampled
+
+
+@dataclass
+class Plan:
+    """What a stream request would serve (Client.plan())."""
+    fingerprint: str
+    dataset_version: str
+    epoch_samples: int
+    view_instances: int
+    stratum: int
+    components: List[PlanComponent]
+    removed_by_policy: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Schedule:
+    """A training job's view of the epoch: global step s takes samples
+    [start_sample + s*W*B, start_sample + (s+1)*W*B); rank r takes the r-th B
+    of each step; worker k of the rank's K loader workers takes steps k, k+K, ..."""
+    world_size: int = 1
+    rank: int = 0
+    batch_size: int = 1
+    num_workers: int = 1
+    worker: int = 0
+    start_sample: int = 0
+    drop_remainder: bool = False
 
 
 def tls_credentials(ca_file: Optional[str] = None, cert_file: Optional[str] = None,
@@ -118,7 +159,8 @@ def _instance(x: pb.Instance) -> Instance:
         id=x.id, task=x.task, split=x.split, language=x.language, instruction=x.instruction,
         inputs=x.inputs, outputs=x.outputs, images=[_image(i) for i in x.images],
         license=x.license, source_dataset=x.source_dataset,
-        meta=json.loads(x.meta_json) if x.meta_json else None, shard_position=x.shard_position)
+        meta=json.loads(x.meta_json) if x.meta_json else None, shard_position=x.shard_position,
+        sample_index=x.sample_index, component=x.component)
 
 
 def selection(tasks: Optional[Sequence[str]] = None, categories: Optional[Sequence[str]] = None,
@@ -143,6 +185,20 @@ def _image_options(images: str, size: Optional[Tuple[int, int]], resize: str, ma
     width, height = size if size else (0, 0)
     return pb.ImageOptions(mode=_IMAGE_MODES[images], width=width, height=height,
                            resize=_RESIZE[resize], max_images_per_instance=max_images)
+
+
+def _mixture(weights: Optional[Union[Dict[str, float], Sequence[Tuple[str, float]]]],
+             temperature: Optional[float], epoch_size: Optional[int], stratified: bool,
+             stratum: int) -> pb.Mixture:
+    m = pb.Mixture(stratified=stratified, stratum=stratum)
+    items = list(weights.items()) if isinstance(weights, dict) else list(weights or [])
+    for key, w in items:
+        m.components.add(key=key, weight=float(w))
+    if temperature is not None:
+        m.temperature = float(temperature)
+    if epoch_size is not None:
+        m.epoch_size = int(epoch_size)
+    return m
 
 
 class Client:
@@ -262,6 +318,15 @@ class Client:
             seed=seed, epoch=epoch)
         return [_instance(x) for x in self._unary("GetInstances", req).instances]
 
+    def plan(self, **kwargs) -> Plan:
+        """What stream(**kwargs) would serve: the plan fingerprint, the epoch's
+        size, each mixture component's instances, weight, share, samples per
+        epoch and passes, and the instances of this request's view."""
+        r = self._unary("Plan", self.stream_request(**kwargs))
+        return Plan(r.fingerprint, r.dataset_version, r.epoch_samples, r.view_instances, r.stratum,
+                    [PlanComponent(c.key, c.instances, c.weight, c.share, c.samples, c.passes)
+                     for c in r.components], list(r.removed_by_policy))
+
     # -- streaming ------------------------------------------------------------
 
     def stream_request(self, *, shard: Tuple[int, int] = (0, 1), drop_remainder: bool = False,
@@ -269,12 +334,22 @@ class Client:
                        size: Optional[Tuple[int, int]] = None, resize: str = "fit", max_images: int = 0,
                        resample_instructions: bool = False, batch_size: int = 32,
                        max_message_bytes: int = 0, resume_token: Optional[bytes] = None,
-                       start_position: int = 0, limit: int = 0, **selection_kwargs) -> pb.StreamRequest:
+                       start_position: int = 0, limit: int = 0,
+                       weights: Optional[Union[Dict[str, float], Sequence[Tuple[str, float]]]] = None,
+                       temperature: Optional[float] = None, epoch_size: Optional[int] = None,
+                       stratified: bool = False, stratum: int = 0, schedule: Optional[Schedule] = None,
+                       plan_fingerprint: str = "", **selection_kwargs) -> pb.StreamRequest:
         """The StreamRequest that stream() sends (see stream() for the arguments)."""
         index, count = shard
+        view: Dict[str, Any] = {}
+        if schedule is not None:
+            view["schedule"] = pb.Schedule(**schedule.__dict__)
+        else:
+            view["sharding"] = pb.Sharding(index=index, count=count, drop_remainder=drop_remainder)
         return pb.StreamRequest(
-            selection=selection(**selection_kwargs),
-            sharding=pb.Sharding(index=index, count=count, drop_remainder=drop_remainder),
+            selection=selection(**selection_kwargs), **view,
+            mixture=_mixture(weights, temperature, epoch_size, stratified, stratum),
+            plan_fingerprint=plan_fingerprint,
             order=pb.ORDER_SHUFFLED if shuffle else pb.ORDER_SEQUENTIAL,
             seed=seed, epoch=epoch,
             instructions=pb.INSTRUCTION_MODE_RESAMPLE if resample_instructions else pb.INSTRUCTION_MODE_AS_INGESTED,
@@ -292,6 +367,12 @@ class Client:
         "fill" | "stretch", max_images; resample_instructions; batch_size,
         max_message_bytes; resume_token (bytes from Batch.resume_token),
         start_position, limit.
+        Mixture: weights={"coco": 0.2, "*": 1} (relative shares per task or
+        "task:lang"; "*" = every other task) or temperature=T (weight =
+        instances^(1/T)); epoch_size; stratified (every block of `stratum`
+        samples holds each component's share to within one).
+        schedule=Schedule(...) instead of shard: a training job's geometry.
+        plan_fingerprint: refuse unless the request resolves to this plan.
 
         Reconnects transparently; raises M3ServeError for errors that retrying
         cannot fix (the server's code and message) or after max_attempts.
@@ -317,7 +398,8 @@ class Client:
                     if limit:
                         request.limit = max(limit - received, 0)
                     yield Batch([_instance(x) for x in msg.instances], msg.resume_token,
-                                msg.shard_size, msg.next_position, list(msg.removed_by_policy))
+                                msg.shard_size, msg.next_position, list(msg.removed_by_policy),
+                                msg.plan_fingerprint, msg.epoch_samples)
                 return
             except grpc.RpcError as e:
                 if e.code() not in _RETRYABLE:
