@@ -187,6 +187,35 @@ def _image_options(images: str, size: Optional[Tuple[int, int]], resize: str, ma
                            resize=_RESIZE[resize], max_images_per_instance=max_images)
 
 
+class Stream:
+    """An iterator of Batch (Client.stream()). cancel() may be called from
+    any thread: it ends the call in progress, and the iterator then raises
+    M3ServeError(CANCELLED)."""
+
+    def __init__(self, client: "Client", request: pb.StreamRequest):
+        self.cancelled = False
+        self._call = None
+        self._it = client._stream(request, self)
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> Batch:
+        return next(self._it)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    def close(self) -> None:
+        """Stop iterating (from the iterating thread): cancel the call and
+        close the iterator."""
+        self.cancel()
+        self._it.close()
+
+
 def _mixture(weights: Optional[Union[Dict[str, float], Sequence[Tuple[str, float]]]],
              temperature: Optional[float], epoch_size: Optional[int], stratified: bool,
              stratum: int) -> pb.Mixture:
@@ -357,7 +386,7 @@ class Client:
             batch_size=batch_size, max_message_bytes=max_message_bytes,
             resume_token=resume_token or b"", start_position=start_position, limit=limit)
 
-    def stream(self, **kwargs) -> Iterator[Batch]:
+    def stream(self, **kwargs) -> "Stream":
         """Stream one shard of a selection as batches.
 
         Selection: tasks, categories, splits, languages, licenses,
@@ -378,9 +407,9 @@ class Client:
         cannot fix (the server's code and message) or after max_attempts.
         """
         request = self.stream_request(**kwargs)
-        return self._stream(request)
+        return Stream(self, request)
 
-    def _stream(self, request: pb.StreamRequest) -> Iterator[Batch]:
+    def _stream(self, request: pb.StreamRequest, handle: "Stream") -> Iterator[Batch]:
         limit = request.limit
         received = 0
         failures = 0
@@ -389,7 +418,10 @@ class Client:
         while True:
             if limit and received >= limit:
                 return
+            if handle.cancelled:
+                raise M3ServeError(grpc.StatusCode.CANCELLED, "the stream was cancelled")
             call = self._stubs[target % len(self._stubs)].StreamInstances(request, metadata=self._metadata)
+            handle._call = call
             try:
                 for msg in call:
                     failures = 0

@@ -36,11 +36,13 @@ Python work per sample; they start with "forkserver" (gRPC is not fork-safe).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import collections
 import os
 import queue
 import threading
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -333,43 +335,75 @@ class M3ITDataset(tud.IterableDataset):
         return self._generate(request)
 
     def _generate(self, request: Dict[str, Any]):
-        client = Client(self.targets, **self.client_options)
-        q: "queue.Queue[Any]" = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
-        end = object()
-
-        def read():
-            try:
-                for batch in client.stream(**request):
-                    while not stop.is_set():
-                        try:
-                            q.put(batch, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                q.put(end)
-            except BaseException as e:  # handed to the consumer
-                if not stop.is_set():
-                    q.put(e)
-
-        reader = threading.Thread(target=read, name="m3serve-prefetch", daemon=True)
-        reader.start()
+        reader = _Prefetcher(Client(self.targets, **self.client_options), request, self.prefetch)
         try:
-            while True:
-                item = q.get()
-                if item is end:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
+            for item in reader:
                 for x in item.instances:
                     sample = _sample(x)
                     yield self.transform(sample) if self.transform else sample
         finally:
-            stop.set()
-            client.close()  # cancels the call the reader may be blocked in
-            reader.join(timeout=10)
+            reader.shutdown()
+
+
+class _Prefetcher:
+    """Reads a stream's messages ahead on a background thread into a bounded
+    queue. The thread owns the call; shutdown() cancels it and joins the
+    thread. Prefetchers still running when the interpreter exits are shut down
+    by an atexit hook, before daemon threads freeze (a frozen reader would hold
+    gRPC's locks forever)."""
+
+    _active: "weakref.WeakSet[_Prefetcher]" = weakref.WeakSet()
+    _END = object()
+
+    def __init__(self, client: Client, request: Dict[str, Any], depth: int):
+        self.client = client
+        self.stream = client.stream(**request)
+        self.queue: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._read, name="m3serve-prefetch", daemon=True)
+        _Prefetcher._active.add(self)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for batch in self.stream:
+                while not self.stop.is_set():
+                    try:
+                        self.queue.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+            self.queue.put(self._END)
+        except BaseException as e:  # handed to the consumer
+            if not self.stop.is_set():
+                self.queue.put(e)
+
+    def __iter__(self):
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def shutdown(self) -> None:
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        self.stream.cancel()
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.client.close()
+        _Prefetcher._active.discard(self)
+
+
+@atexit.register
+def _shutdown_prefetchers() -> None:
+    for p in list(_Prefetcher._active):
+        p.shutdown()
 
 
 class M3ITDataLoader(tud.DataLoader):

@@ -321,3 +321,17 @@ def test_example_script_runs(server, tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "resumed" in r.stdout and "epoch 0 done" in r.stdout
+
+
+def test_a_process_that_leaves_a_loader_mid_epoch_exits(server, tmp_path):
+    """A script that breaks out of the loop and ends must not hang on the
+    background reader (it is stopped before the interpreter freezes threads)."""
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "from m3serve.torch import M3ITDataLoader, M3ITDataset\n"
+        f"ds = M3ITDataset({server.target!r}, images='decoded', size=(64, 64), message_batch_size=2)\n"
+        "it = iter(M3ITDataLoader(ds, batch_size=2, collate_fn=lambda x: x))\n"
+        "next(it)\n"
+        "print('left', flush=True)\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "left" in r.stdout, r.stderr
