@@ -117,7 +117,9 @@ class M3ITDataset(tud.IterableDataset):
     size=(w, h), resize="fit" | "fill" | "stretch", max_images per instance.
     resample_instructions: draw instructions from the task pools per epoch
     (otherwise instructions are as ingested: the same in every epoch).
-    message_batch_size: instances per server message (not the DataLoader's).
+    message_batch_size: instances per server work unit and message (not the
+    DataLoader's batch size; small units spread the first batch over the
+    server's cores: default 8).
     drop_remainder: drop the epoch's last, partial global step so every rank
     takes the same number of steps (default True, as DDP needs).
     prefetch: messages read ahead on a background thread.
@@ -128,7 +130,7 @@ class M3ITDataset(tud.IterableDataset):
 
     def __init__(self, targets, *, shuffle: bool = True, seed: int = 0, images: str = "decoded",
                  size: Optional[Tuple[int, int]] = (224, 224), resize: str = "fill", max_images: int = 0,
-                 resample_instructions: bool = False, message_batch_size: int = 32,
+                 resample_instructions: bool = False, message_batch_size: int = 8,
                  drop_remainder: bool = True, weights: Optional[Dict[str, float]] = None,
                  temperature: Optional[float] = None, epoch_size: Optional[int] = None,
                  stratified: bool = False, prefetch: int = 4,
