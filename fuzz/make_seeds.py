@@ -155,6 +155,23 @@ def stream_request_seeds():
         "video": req(selection=pb.Selection(modality=pb.MODALITY_VIDEO),
                      images=pb.ImageOptions(mode=pb.IMAGE_MODE_NONE), instructions=pb.INSTRUCTION_MODE_RESAMPLE),
         "huge-image": req(images=pb.ImageOptions(mode=pb.IMAGE_MODE_DECODED, width=1 << 20, height=1)),
+        "schedule": req(schedule=pb.Schedule(world_size=4, rank=3, batch_size=16, num_workers=2, worker=1,
+                                             start_sample=100, drop_remainder=True), order=pb.ORDER_SHUFFLED),
+        "schedule-bad-rank": req(schedule=pb.Schedule(world_size=2, rank=2, batch_size=1, num_workers=1)),
+        "schedule-and-sharding": req(schedule=pb.Schedule(world_size=1, batch_size=1, num_workers=1),
+                                     sharding=pb.Sharding(index=0, count=1)),
+        "mixture-weights": req(mixture=pb.Mixture(components=[pb.MixtureComponent(key="coco", weight=0.2),
+                                                              pb.MixtureComponent(key="*", weight=1.0)],
+                                                  epoch_size=500, stratified=True, stratum=7),
+                               order=pb.ORDER_SHUFFLED, seed=3),
+        "mixture-temperature": req(mixture=pb.Mixture(temperature=2.0),
+                                   schedule=pb.Schedule(world_size=2, batch_size=8, num_workers=1)),
+        "mixture-task-lang": req(mixture=pb.Mixture(components=[pb.MixtureComponent(key="vqa-v2:zh", weight=1),
+                                                                pb.MixtureComponent(key="vqa-v2:en", weight=3)])),
+        "mixture-not-entitled": req(mixture=pb.Mixture(components=[pb.MixtureComponent(key="coco-cn", weight=1)])),
+        "mixture-tiny-stratum": req(mixture=pb.Mixture(temperature=1, epoch_size=1 << 31, stratified=True,
+                                                       stratum=1)),
+        "plan-fingerprint": req(plan_fingerprint="00112233445566778899aabbccddeeff"),
     }
     for name, data in seeds.items():
         write("stream_request_fuzzer", name, data)

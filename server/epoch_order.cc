@@ -151,7 +151,8 @@ void EpochOrder::GiveExtras(std::vector<int64_t>* deficit, std::vector<uint64_t>
   const size_t m = components_.size();
   for (size_t c = 0; c < m; ++c) (*deficit)[c] += rate_[c];
   if (extra_seats_ == 0) return;
-  std::vector<size_t> idx(m);
+  thread_local std::vector<size_t> idx;  // scratch: no allocation per block
+  idx.resize(m);
   std::iota(idx.begin(), idx.end(), 0);
   auto before = [&](size_t a, size_t b) {
     return (*deficit)[a] != (*deficit)[b] ? (*deficit)[a] > (*deficit)[b] : a < b;

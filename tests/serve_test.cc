@@ -226,6 +226,57 @@ TEST_F(ServeTest, CancelThenResumeWithTheToken) {
   }
 }
 
+// A mixture streamed through a training job's schedule view: the ranks'
+// streams together are the epoch's global sequence once, each component
+// drawn exactly its planned number of times, as Plan says beforehand.
+TEST_F(ServeTest, MixtureScheduleStreamsMatchThePlan) {
+  auto c = Client();
+  v1::StreamRequest req = Request(0, 1, true, 5, 1);
+  req.clear_sharding();
+  auto* mix = req.mutable_mixture();
+  auto* coco = mix->add_components();
+  coco->set_key("coco");
+  coco->set_weight(1);
+  auto* rest = mix->add_components();
+  rest->set_key("*");
+  rest->set_weight(2);
+  mix->set_epoch_size(101);
+  req.mutable_schedule()->set_world_size(2);
+  req.mutable_schedule()->set_batch_size(4);
+  req.mutable_schedule()->set_num_workers(1);
+  auto plan = c->Plan(req);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->epoch_samples(), 101u);
+  std::map<std::string, uint64_t> want, got;
+  for (const auto& x : plan->components()) want[x.key()] = x.samples();
+  EXPECT_GT(want.size(), 2u);  // coco and every other task, one component each
+  std::set<uint64_t> samples;
+  for (uint32_t rank = 0; rank < 2; ++rank) {
+    req.mutable_schedule()->set_rank(rank);
+    auto view = c->Plan(req);
+    ASSERT_TRUE(view.ok()) << view.status();
+    Drained d = Drain(*c, req);
+    ASSERT_TRUE(d.status.ok()) << d.status;
+    EXPECT_EQ(d.instances.size(), view->view_instances());
+    for (const auto& x : d.instances) {
+      EXPECT_TRUE(samples.insert(x.sample_index()).second) << "sample " << x.sample_index() << " twice";
+      // Rank r takes the r-th 4 of every step of 8.
+      EXPECT_EQ(x.sample_index() / 4 % 2, rank);
+      ++got[x.component()];
+    }
+  }
+  EXPECT_EQ(samples.size(), 101u);
+  EXPECT_EQ(*samples.rbegin(), 100u);
+  EXPECT_EQ(got, want);
+  // A position counted under another plan is refused, not served.
+  req.set_plan_fingerprint("00112233445566778899aabbccddeeff");
+  Drained refused = Drain(*c, req);
+  EXPECT_EQ(refused.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status.message(), HasSubstr("plan_fingerprint"));
+  req.set_plan_fingerprint(plan->fingerprint());
+  EXPECT_TRUE(Drain(*c, req).status.ok());
+}
+
 TEST_F(ServeTest, ServerKilledAndRestartedMidStream) {
   ServerProcess victim(Db(), *dir_ / "victim");
   std::string err;

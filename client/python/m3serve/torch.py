@@ -138,6 +138,9 @@ class M3ITDataset(tud.IterableDataset):
                  transform: Optional[Callable[[Dict[str, Any]], Any]] = None,
                  client_options: Optional[Dict[str, Any]] = None, **selection):
         super().__init__()
+        if "batch_size" in selection:
+            raise TypeError("M3ITDataset takes no batch_size: the DataLoader's batch_size is the schedule's "
+                            "(M3ITDataLoader passes it on); message_batch_size sets the server's work units")
         unknown = set(selection) - set(_SELECTION_KEYS)
         if unknown:
             raise TypeError(f"unknown keyword argument(s): {', '.join(sorted(unknown))}")

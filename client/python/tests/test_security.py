@@ -110,6 +110,17 @@ def test_entitlement_narrows_catalog_and_denies_other_licenses(secure_server, pk
         assert "narrow" in e.value.details
         served = {x.license for b in c.stream(images="none") for x in b.instances}
         assert served == {NARROW_LICENSE}
+        # Mixtures: a component beyond the entitlement is refused, naming the field;
+        # '*' and temperature mixtures draw only from what the identity may read.
+        for call in (c.plan, lambda **kw: next(iter(c.stream(**kw)))):
+            with pytest.raises(m3serve.M3ServeError) as e:
+                call(weights={mine[0]: 1, other[0]: 1})
+            assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+            assert "mixture.components[" in e.value.details and "narrow" in e.value.details
+        plan = c.plan(temperature=1.0)
+        assert sorted(x.key for x in plan.components) == mine
+        mixed = {x.license for b in c.stream(images="none", weights={"*": 1}) for x in b.instances}
+        assert mixed == {NARROW_LICENSE}
 
 
 def test_torch_dataset_workers_connect_with_tls_and_token(secure_server, pki):
