@@ -87,6 +87,21 @@ const std::vector<std::string>* Dataset::Pool(const std::string& task, const std
   return nullptr;
 }
 
+absl::Status Dataset::CheckTaskAllowed(const std::string& task, const LicensePolicy* entitlement,
+                                       const std::string& who, const std::string& field) const {
+  const storage::TaskInfo* t = Task(task);
+  if (t == nullptr) return absl::OkStatus();
+  if (!policy_.Admits(*t)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, ": task '", task, "' is excluded by the server's license policy"));
+  }
+  if (entitlement != nullptr && !entitlement->Admits(*t)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, ": task '", task, "' is not in the entitlement of identity '", who, "'"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec,
                                                    const LicensePolicy* entitlement,
                                                    const std::string& who) const {
@@ -121,10 +136,7 @@ absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec,
   M3SERVE_RETURN_IF_ERROR(check(licenses, known_licenses, "licenses", "license"));
   M3SERVE_RETURN_IF_ERROR(check(excluded, known_tasks, "exclude_tasks", "task"));
   for (const auto& t : tasks) {
-    if (!policy_.Admits(catalog_.tasks.at(t))) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "selection.tasks: task '", t, "' is excluded by the server's license policy"));
-    }
+    M3SERVE_RETURN_IF_ERROR(CheckTaskAllowed(t, nullptr, who, "selection.tasks"));
   }
   for (const auto& l : licenses) {
     if (!policy_.LicenseAllowed(l)) {
@@ -134,10 +146,7 @@ absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec,
   }
   if (entitlement != nullptr) {
     for (const auto& t : tasks) {
-      if (!entitlement->Admits(catalog_.tasks.at(t))) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            "selection.tasks: task '", t, "' is not in the entitlement of identity '", who, "'"));
-      }
+      M3SERVE_RETURN_IF_ERROR(CheckTaskAllowed(t, entitlement, who, "selection.tasks"));
     }
     for (const auto& l : licenses) {
       if (!entitlement->LicenseAllowed(l)) {

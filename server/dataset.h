@@ -75,6 +75,11 @@ class Dataset {
   bool Admits(const storage::TaskInfo& task, const LicensePolicy* entitlement) const {
     return policy_.Admits(task) && (entitlement == nullptr || entitlement->Admits(task));
   }
+  // The one check for a task asked for by name (in request field `field`):
+  // PermissionDenied when the policy or the entitlement of identity `who`
+  // excludes it; OK for tasks the store does not have (callers report those).
+  absl::Status CheckTaskAllowed(const std::string& task, const LicensePolicy* entitlement,
+                                const std::string& who, const std::string& field) const;
 
   const storage::Catalog& catalog() const { return catalog_; }
   const LicensePolicy& policy() const { return policy_; }

@@ -71,6 +71,7 @@ absl::Status BuildInstance(const Dataset& dataset, const storage::Instance& x,
     out->set_license(task->license);
     out->set_source_dataset(task->source_dataset);
   }
+  uint64_t decoded_bytes = 0;
   for (size_t i : KeptImages(x.images.size(), options.max_images, video)) {
     const Hash128& hash = x.images[i];
     auto meta = dataset.store().GetImageMeta(hash);
@@ -103,6 +104,22 @@ absl::Status BuildInstance(const Dataset& dataset, const storage::Instance& x,
       img->set_height(meta->height);
       *img->mutable_data() = std::move(*bytes);
       continue;
+    }
+    uint32_t out_w = 0, out_h = 0;
+    OutputSize(meta->width, meta->height, options.target, &out_w, &out_h);
+    const uint64_t pixels = uint64_t{out_w} * out_h;
+    if (pixels > options.max_decoded_pixels) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "instance ", x.Id(), " image ", i, " would decode to ", out_w, " x ", out_h, " = ", pixels,
+          " pixels, above the server's limit of ", options.max_decoded_pixels,
+          " (--max-decoded-pixels): ask for images.width / images.height"));
+    }
+    decoded_bytes += pixels * 3;
+    if (decoded_bytes > options.max_instance_bytes) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "instance ", x.Id(), " decodes to more than ", options.max_instance_bytes,
+          " bytes, the largest message the server sends (--max-message-bytes): ask for a smaller "
+          "images.width / images.height or images.max_images_per_instance"));
     }
     auto start = std::chrono::steady_clock::now();
     uint32_t w = 0, h = 0;

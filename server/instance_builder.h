@@ -26,6 +26,10 @@ struct BuildOptions {
   bool resample_instructions = false;
   uint64_t seed = 0;
   uint64_t epoch = 0;
+  // Decoded output pixels per image allowed (checked against the stored size
+  // before decoding), and the largest instance message that can be sent.
+  uint64_t max_decoded_pixels = uint64_t{1} << 24;
+  uint64_t max_instance_bytes = UINT64_MAX;
 };
 
 // The instruction an instance is served with: its own (unless resampling or
@@ -40,7 +44,10 @@ std::string ChooseInstruction(const Dataset& dataset, const storage::Instance& x
 std::vector<size_t> KeptImages(size_t n, uint32_t max_images, bool video);
 
 // Fill `out` from `x`. DataLoss when an image is missing or does not decode
-// (the message names the instance and image).
+// (the message names the instance and image). FailedPrecondition (not
+// retryable: the same request fails the same way) when an image would decode
+// to more than max_decoded_pixels, or the instance to more than
+// max_instance_bytes.
 absl::Status BuildInstance(const Dataset& dataset, const storage::Instance& x,
                            const BuildOptions& options, Metrics* metrics, v1::Instance* out);
 

@@ -36,7 +36,9 @@ int main(int argc, char** argv) {
           message_bytes = static_cast<int64_t>(o.service.limits.default_message_bytes),
           max_message_bytes = static_cast<int64_t>(o.service.limits.max_message_bytes),
           prefetch = o.service.prefetch_batches,
-          prefetch_mb = o.service.prefetch_budget_bytes >> 20;
+          prefetch_mb = o.service.prefetch_budget_bytes >> 20,
+          max_pixels = static_cast<int64_t>(o.service.limits.max_decoded_pixels),
+          max_get_ids = o.service.limits.max_get_ids;
   FlagSet flags("m3serve-server --db DIR [flags]",
                 "Serve an m3serve store (opened read-only; several servers may share one) over gRPC:\n"
                 "m3serve.v1.DatasetService, grpc.health.v1.Health and server reflection, plus\n"
@@ -56,7 +58,9 @@ int main(int argc, char** argv) {
   flags.Int("message-bytes", &message_bytes, "default byte cap per message");
   flags.Int("max-message-bytes", &max_message_bytes, "largest max_message_bytes a request may ask for");
   flags.Int("prefetch-batches", &prefetch, "batches a stream prepares ahead");
-  flags.Int("prefetch-budget-mb", &prefetch_mb, "server-wide memory for prepared-ahead batches");
+  flags.Int("prefetch-budget-mb", &prefetch_mb, "server-wide memory for prepared work (every stream may hold one share)");
+  flags.Int("max-decoded-pixels", &max_pixels, "largest decoded image a request may ask for (output pixels)");
+  flags.Int("max-get-ids", &max_get_ids, "most ids in one GetInstances call");
   flags.Int("block-cache-mb", &cache_mb, "RocksDB block cache");
   flags.Int("drain-seconds", &drain_seconds, "on SIGTERM, time in-flight calls get to finish");
   flags.String("ready-file", &ready_file, "write {\"port\": N, \"metrics_port\": M} here once serving", "FILE");
@@ -69,7 +73,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (max_streams < 1 || max_batch < 1 || message_bytes < 1024 || max_message_bytes < message_bytes ||
-      prefetch < 0 || prefetch_mb < 0 || cache_mb < 1 || workers < 0 || drain_seconds < 0) {
+      prefetch < 0 || prefetch_mb < 0 || cache_mb < 1 || workers < 0 || drain_seconds < 0 || max_pixels < 1 ||
+      max_get_ids < 1 || max_message_bytes > (1ll << 30)) {
     std::fprintf(stderr, "m3serve-server: a numeric flag is out of range (see --help)\n");
     return 2;
   }
@@ -81,6 +86,8 @@ int main(int argc, char** argv) {
   o.service.limits.max_message_bytes = static_cast<uint64_t>(max_message_bytes);
   o.service.prefetch_batches = static_cast<int>(prefetch);
   o.service.prefetch_budget_bytes = prefetch_mb << 20;
+  o.service.limits.max_decoded_pixels = static_cast<uint64_t>(max_pixels);
+  o.service.limits.max_get_ids = static_cast<int>(max_get_ids);
 
   // Block the shutdown signals in every thread; the main thread waits for them.
   sigset_t signals;

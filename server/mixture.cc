@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 
 namespace m3serve::server {
 namespace {
@@ -88,14 +89,7 @@ absl::StatusOr<std::vector<OrderComponent>> ResolveMixture(const Dataset& datase
       return absl::InvalidArgumentError(absl::StrCat(Field(i, "key"), ": unknown language '", lang,
                                                      "' in '", key, "'"));
     }
-    if (!dataset.policy().Admits(*t)) {
-      return absl::PermissionDeniedError(absl::StrCat(Field(i, "key"), ": task '", task,
-                                                      "' is excluded by the server's license policy"));
-    }
-    if (entitlement != nullptr && !entitlement->Admits(*t)) {
-      return absl::PermissionDeniedError(absl::StrCat(Field(i, "key"), ": task '", task,
-                                                      "' is not in the entitlement of identity '", who, "'"));
-    }
+    M3SERVE_RETURN_IF_ERROR(dataset.CheckTaskAllowed(task, entitlement, who, Field(i, "key")));
     Parsed p{key, weight, {}};
     for (size_t g = 0; g < selection.groups.size(); ++g) {
       const storage::GroupKey& gk = selection.groups[g];

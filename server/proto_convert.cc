@@ -1,10 +1,12 @@
 #include "server/proto_convert.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "storage/key_codec.h"
 
 namespace m3serve::server {
 
@@ -57,6 +59,24 @@ absl::Status FromProto(const v1::ImageOptions& in, const RequestLimits& limits, 
   out->target.width = in.width();
   out->target.height = in.height();
   out->max_images = in.max_images_per_instance();
+  out->max_decoded_pixels = limits.max_decoded_pixels;
+  out->max_instance_bytes = limits.max_send_bytes();
+  if (in.width() && in.height()) {
+    const uint64_t pixels = uint64_t{in.width()} * in.height();
+    if (pixels > limits.max_decoded_pixels) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "images.width x images.height: ", in.width(), " x ", in.height(), " = ", pixels,
+          " pixels per image, above the server's limit of ", limits.max_decoded_pixels,
+          " (--max-decoded-pixels)"));
+    }
+    const uint64_t least = pixels * 3 * std::max<uint32_t>(1, in.max_images_per_instance());
+    if (least > limits.max_send_bytes()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "images.width x images.height", in.max_images_per_instance() ? " x images.max_images_per_instance" : "",
+          ": one instance would decode to at least ", least, " bytes, above the largest message the server sends (",
+          limits.max_send_bytes(), " bytes, --max-message-bytes); ask for a smaller size or fewer images"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -70,6 +90,46 @@ absl::Status FromProto(const v1::Mixture& in, MixtureSpec* out) {
   out->stratum = in.stratum();
   if (out->stratum > 0 && !out->stratified) {
     return absl::InvalidArgumentError("mixture.stratum: needs mixture.stratified");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FromProto(v1::InstructionMode in, BuildOptions* out) {
+  switch (in) {
+    case v1::INSTRUCTION_MODE_UNSPECIFIED:
+    case v1::INSTRUCTION_MODE_AS_INGESTED: out->resample_instructions = false; break;
+    case v1::INSTRUCTION_MODE_RESAMPLE: out->resample_instructions = true; break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("instructions: unknown value ", static_cast<int>(in)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FromProto(const v1::GetInstancesRequest& in, const RequestLimits& limits, GetSettings* out) {
+  if (in.ids_size() > limits.max_get_ids) {
+    return absl::InvalidArgumentError(absl::StrCat("ids: at most ", limits.max_get_ids,
+                                                   " per call (--max-get-ids), got ", in.ids_size()));
+  }
+  M3SERVE_RETURN_IF_ERROR(FromProto(in.images(), limits, &out->build));
+  M3SERVE_RETURN_IF_ERROR(FromProto(in.instructions(), &out->build));
+  out->build.seed = in.seed();
+  out->build.epoch = in.epoch();
+  const v1::ImageOptions& img = in.images();
+  if (img.mode() == v1::IMAGE_MODE_DECODED && img.width() && img.height()) {
+    const uint64_t least = uint64_t{img.width()} * img.height() * 3 * static_cast<uint64_t>(in.ids_size());
+    if (least > limits.max_send_bytes()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ids: ", in.ids_size(), " instances decoded at ", img.width(), " x ", img.height(),
+          " need at least ", least, " bytes, above the largest response the server sends (",
+          limits.max_send_bytes(), " bytes, --max-message-bytes); ask for fewer ids per call"));
+    }
+  }
+  for (int i = 0; i < in.ids_size(); ++i) {
+    storage::GroupKey g;
+    uint64_t ordinal;
+    absl::Status p = storage::ParseInstanceId(in.ids(i), &g, &ordinal);
+    if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat("ids[", i, "]: ", p.message()));
+    out->keys.emplace_back(std::move(g), ordinal);
   }
   return absl::OkStatus();
 }
@@ -107,14 +167,7 @@ absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits,
   }
   out->plan.seed = in.seed();
   out->plan.epoch = in.epoch();
-  switch (in.instructions()) {
-    case v1::INSTRUCTION_MODE_UNSPECIFIED:
-    case v1::INSTRUCTION_MODE_AS_INGESTED: out->build.resample_instructions = false; break;
-    case v1::INSTRUCTION_MODE_RESAMPLE: out->build.resample_instructions = true; break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("instructions: unknown value ", static_cast<int>(in.instructions())));
-  }
+  M3SERVE_RETURN_IF_ERROR(FromProto(in.instructions(), &out->build));
   out->build.seed = in.seed();
   out->build.epoch = in.epoch();
   M3SERVE_RETURN_IF_ERROR(FromProto(in.images(), limits, &out->build));

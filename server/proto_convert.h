@@ -7,6 +7,8 @@
 #define M3SERVE_SERVER_PROTO_CONVERT_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <grpcpp/support/status.h>
 
@@ -26,6 +28,15 @@ struct RequestLimits {
   uint64_t default_message_bytes = 2u << 20;
   uint64_t max_message_bytes = 64u << 20;
   uint32_t max_image_side = 8192;
+  // Largest decoded image (output pixels) a request may ask for, by target
+  // size or, for original-size decodes, by the stored image's size.
+  uint64_t max_decoded_pixels = uint64_t{1} << 24;
+  // Most ids in one GetInstances call.
+  int max_get_ids = 1024;
+
+  // The largest message the server sends: a single instance above the
+  // request's byte cap goes alone, up to this.
+  uint64_t max_send_bytes() const { return max_message_bytes + (1u << 20); }
 };
 
 // A validated stream request.
@@ -43,8 +54,22 @@ struct StreamSettings {
 };
 
 absl::Status FromProto(const v1::Selection& in, SelectionSpec* out);
+// Also refuses, before any work, image options no instance could be served
+// with: more than max_decoded_pixels per image, or one instance's decoded
+// images (at least one, at most max_images_per_instance) above max_send_bytes.
 absl::Status FromProto(const v1::ImageOptions& in, const RequestLimits& limits, BuildOptions* out);
 absl::Status FromProto(const v1::Mixture& in, MixtureSpec* out);
+// The instruction mode of a request (`field` names it in errors).
+absl::Status FromProto(v1::InstructionMode in, BuildOptions* out);
+
+// A validated GetInstances request: ids parsed (canonical ids only), image
+// and instruction options, and refused up front when the ids cannot fit one
+// response (each instance decodes to at least one image of the target size).
+struct GetSettings {
+  std::vector<std::pair<storage::GroupKey, uint64_t>> keys;
+  BuildOptions build;
+};
+absl::Status FromProto(const v1::GetInstancesRequest& in, const RequestLimits& limits, GetSettings* out);
 absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits, StreamSettings* out);
 
 // The catalog as `entitlement` (may be null) sees it, on top of the policy.

@@ -90,7 +90,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   builder.AddListeningPort(o.listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(o.max_receive_message_bytes);
-  builder.SetMaxSendMessageSize(static_cast<int>(o.service.limits.max_message_bytes + (1 << 20)));
+  builder.SetMaxSendMessageSize(static_cast<int>(o.service.limits.max_send_bytes()));
   s->grpc_server_ = builder.BuildAndStart();
   if (!s->grpc_server_ || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen));

@@ -1,5 +1,8 @@
 #include "server/service.h"
 
+#include <malloc.h>
+
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -70,6 +73,9 @@ std::string ViewText(const PlanParams& p) {
 class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
  public:
   static constexpr uint64_t kFirstChunk = 4;
+  // Bounds of a chunk's share of the prefetch budget.
+  static constexpr int64_t kMinChunkBytes = 1 << 20;
+  static constexpr int64_t kMaxChunkBytes = 16 << 20;
 
   StreamReactor(DatasetServiceImpl* svc, grpc::CallbackServerContext* ctx, const v1::StreamRequest* req,
                 const Identity* identity)
@@ -121,9 +127,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     {
       absl::MutexLock lock(&mu_);
       done_ = true;
-      for (auto& [seq, chunk] : chunks_) {
-        if (chunk.ready) svc_->prefetched_bytes_ -= chunk.bytes;
-      }
+      for (auto& [seq, chunk] : chunks_) svc_->prefetched_bytes_ -= chunk.bytes;  // built or reserved
       chunks_.clear();
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -137,7 +141,8 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     }
     svc_->metrics_->StreamEnded();
     svc_->ReleaseIdentityStream(identity_);
-    svc_->active_streams_--;
+    // The last stream gone: give the heap's free memory back to the OS.
+    if (--svc_->active_streams_ == 0) malloc_trim(0);
     if (delete_me) delete this;
   }
 
@@ -166,23 +171,49 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     return absl::OkStatus();
   }
 
-  // Start producing chunks while the window and the server budget allow.
+  // Bytes one instance of this stream is expected to take once built: the
+  // average of what it built so far, else a bound from the image options.
+  uint64_t InstanceEstimateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (built_instances_ > 0) return std::max<uint64_t>(1, built_bytes_ / built_instances_);
+    const BuildOptions& b = settings_.build;
+    const uint64_t images = std::max<uint32_t>(1, b.max_images);
+    switch (b.images) {
+      case ImageMode::kNone: return 1 << 10;
+      case ImageMode::kEncoded: return images * (256 << 10);
+      default:
+        return b.target.width && b.target.height ? images * b.target.width * b.target.height * 3
+                                                 : images * (1 << 20);
+    }
+  }
+
+  // Start producing chunks while the window and the server budget allow. A
+  // chunk's bytes are reserved from the server-wide budget before its work
+  // starts (the estimate, corrected to the real size when it is built) and
+  // released when its last message is handed to gRPC. A stream may always
+  // have one chunk (progress), sized to its share of the budget; more only
+  // within the budget. So a stalled stream holds at most one chunk of about
+  // its share plus the message in flight, and does no more work.
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const ServiceOptions& o = svc_->options_;
     while (!finish_called_ && next_begin_ < end_) {
+      const uint64_t estimate = InstanceEstimateLocked();
+      const int64_t share = std::clamp<int64_t>(o.prefetch_budget_bytes / std::max(1, svc_->active_streams_.load()),
+                                                kMinChunkBytes, kMaxChunkBytes);
+      // Fast start: the first chunk is small, so the first batch arrives after a
+      // few instances' work rather than a whole batch's. Chunks are work units:
+      // positions, tokens and batches do not depend on their size.
+      uint64_t size = std::clamp<uint64_t>(static_cast<uint64_t>(share) / estimate, 1, settings_.batch_size);
+      if (next_seq_ == 0) size = std::min(size, kFirstChunk);
+      const uint64_t end = std::min(end_, next_begin_ + size);
+      const int64_t reserve = static_cast<int64_t>((end - next_begin_) * estimate);
       const bool allowed = chunks_.empty() ||
                            (static_cast<int>(chunks_.size()) < 1 + o.prefetch_batches &&
-                            svc_->prefetched_bytes_.load() < o.prefetch_budget_bytes);
+                            svc_->prefetched_bytes_.load() + reserve <= o.prefetch_budget_bytes);
       if (!allowed) break;
       const uint64_t begin = next_begin_;
-      // Fast start: the first chunk is small, so the first batch arrives after a
-      // few instances' work rather than a whole batch's (batches already vary in
-      // size under the byte cap; positions and tokens do not depend on it).
-      const uint64_t size = next_seq_ == 0 ? std::min<uint64_t>(settings_.batch_size, kFirstChunk)
-                                           : settings_.batch_size;
-      const uint64_t end = std::min(end_, begin + size);
       const uint64_t seq = next_seq_++;
-      chunks_[seq];
+      chunks_[seq].bytes = reserve;
+      svc_->prefetched_bytes_ += reserve;
       ++pending_tasks_;
       next_begin_ = end;
       svc_->pool_->Submit([this, seq, begin, end] { Produce(seq, begin, end); });
@@ -211,7 +242,10 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       absl::MutexLock lock(&mu_);
       --pending_tasks_;
       if (!done_) {
-        svc_->prefetched_bytes_ += chunk.bytes;
+        // Correct the reservation to what was built (OnDone released it otherwise).
+        svc_->prefetched_bytes_ += chunk.bytes - chunks_[seq].bytes;
+        built_bytes_ += static_cast<uint64_t>(chunk.bytes);
+        built_instances_ += end - begin;
         chunks_[seq] = std::move(chunk);
         if (!finish_called_) {
           WriteNextLocked();
@@ -261,6 +295,13 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       inst.set_sample_index(where[j - begin].sample);
       inst.set_component(plan.order().components()[where[j - begin].component].key);
       const uint64_t size = inst.ByteSizeLong() + 8;
+      if (size > svc_->options_.limits.max_send_bytes()) {
+        // Alone in its message it still could not be sent: fail once, clearly
+        // (FAILED_PRECONDITION is not retried; the same request fails the same way).
+        return absl::FailedPreconditionError(absl::StrCat(
+            "instance ", inst.id(), " takes ", size, " bytes, above the largest message the server sends (",
+            svc_->options_.limits.max_send_bytes(), " bytes, --max-message-bytes)"));
+      }
       if (message->instances_size() > 0 && message_bytes + size > settings_.message_bytes) close(j);
       *message->add_instances() = std::move(inst);
       message_bytes += size;
@@ -335,6 +376,8 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   bool first_message_ ABSL_GUARDED_BY(mu_) = true;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+  uint64_t built_bytes_ ABSL_GUARDED_BY(mu_) = 0;      // of chunks built so far
+  uint64_t built_instances_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sent_instances_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sent_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -468,40 +511,17 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
   pool_->Submit([this, request, response, reactor, identity, peer = ctx->peer()] {
     std::set<std::string> licenses;
     absl::Status s = [&]() -> absl::Status {
-      if (request->ids_size() > options_.max_get_ids) {
-        return absl::InvalidArgumentError(absl::StrCat("ids: at most ", options_.max_get_ids,
-                                                       " per call, got ", request->ids_size()));
+      GetSettings get;
+      M3SERVE_RETURN_IF_ERROR(FromProto(*request, options_.limits, &get));
+      const LicensePolicy* entitlement = identity ? &identity->entitlement : nullptr;
+      for (size_t i = 0; i < get.keys.size(); ++i) {
+        const std::string& task = get.keys[i].first.task;
+        M3SERVE_RETURN_IF_ERROR(dataset_->CheckTaskAllowed(task, entitlement, identity ? identity->name : "",
+                                                           absl::StrCat("ids[", i, "]")));
+        if (const storage::TaskInfo* t = dataset_->Task(task)) licenses.insert(t->license);
       }
-      BuildOptions build;
-      M3SERVE_RETURN_IF_ERROR(FromProto(request->images(), options_.limits, &build));
-      if (request->instructions() == v1::INSTRUCTION_MODE_RESAMPLE) {
-        build.resample_instructions = true;
-      } else if (request->instructions() != v1::INSTRUCTION_MODE_UNSPECIFIED &&
-                 request->instructions() != v1::INSTRUCTION_MODE_AS_INGESTED) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "instructions: unknown value ", static_cast<int>(request->instructions())));
-      }
-      build.seed = request->seed();
-      build.epoch = request->epoch();
-      std::vector<std::pair<storage::GroupKey, uint64_t>> keys;
-      for (int i = 0; i < request->ids_size(); ++i) {
-        storage::GroupKey g;
-        uint64_t ordinal;
-        absl::Status p = storage::ParseInstanceId(request->ids(i), &g, &ordinal);
-        if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat("ids[", i, "]: ", p.message()));
-        const storage::TaskInfo* t = dataset_->Task(g.task);
-        if (t != nullptr && !dataset_->policy().Admits(*t)) {
-          return absl::PermissionDeniedError(absl::StrCat(
-              "ids[", i, "]: task '", g.task, "' is excluded by the server's license policy"));
-        }
-        if (t != nullptr && identity != nullptr && !identity->entitlement.Admits(*t)) {
-          return absl::PermissionDeniedError(absl::StrCat(
-              "ids[", i, "]: task '", g.task, "' is not in the entitlement of identity '",
-              identity->name, "'"));
-        }
-        if (t != nullptr) licenses.insert(t->license);
-        keys.emplace_back(std::move(g), ordinal);
-      }
+      const BuildOptions& build = get.build;
+      const auto& keys = get.keys;
       auto got = dataset_->store().MultiGetInstances(keys);
       for (size_t i = 0; i < got.size(); ++i) {
         if (!got[i].ok()) {
@@ -509,6 +529,11 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
           return absl::Status(e.code(), absl::StrCat("ids[", i, "]: ", e.message()));
         }
         M3SERVE_RETURN_IF_ERROR(BuildInstance(*dataset_, *got[i], build, metrics_, response->add_instances()));
+        if (response->ByteSizeLong() > options_.limits.max_send_bytes()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "ids: the response passes the largest message the server sends (", options_.limits.max_send_bytes(),
+              " bytes, --max-message-bytes) at ids[", i, "]; ask for fewer ids per call or smaller images"));
+        }
       }
       return absl::OkStatus();
     }();

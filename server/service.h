@@ -36,8 +36,6 @@ struct ServiceOptions {
   int64_t prefetch_budget_bytes = 64ll << 20;
   // Secret that authenticates resume tokens (replicas must share it).
   std::string token_key;
-  // At most this many ids per GetInstances call. Default 1024.
-  int max_get_ids = 1024;
   // Bearer tokens and their identities; null: no authentication.
   std::shared_ptr<const TokenTable> tokens;
 };

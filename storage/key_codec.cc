@@ -1,5 +1,7 @@
 #include "storage/key_codec.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -101,9 +103,16 @@ absl::Status ParseInstanceId(absl::string_view id, GroupKey* group, uint64_t* or
   group->task = std::string(parts[0]);
   group->split = std::string(parts[1]);
   group->lang = std::string(parts[2]);
-  if (!absl::SimpleAtoi(parts[3], ordinal)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("instance id '", id, "': ordinal '", parts[3], "' is not a number"));
+  // Canonical decimal only: "01", " 1", "+1" would name instance 1 under
+  // another id, so they are refused rather than read as it.
+  const absl::string_view digits = parts[3];
+  const bool canonical = !digits.empty() && digits.size() <= 20 &&
+                         std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+                         (digits.size() == 1 || digits[0] != '0');
+  if (!canonical || !absl::SimpleAtoi(digits, ordinal)) {
+    return absl::InvalidArgumentError(absl::StrCat("instance id '", id, "': ordinal '", digits,
+                                                   "' is not a canonical decimal number (digits, no sign, "
+                                                   "no leading zero or space)"));
   }
   absl::Status s = ValidateGroup(*group);
   if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("instance id '", id, "': ", s.message()));

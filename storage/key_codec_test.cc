@@ -60,7 +60,16 @@ TEST(KeyCodecTest, InstanceIdRoundTripsAndRejectsGarbage) {
   EXPECT_THAT(ParseInstanceId("okvqa/validation/42", &g, &o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("task/split/lang/ordinal")));
   EXPECT_THAT(ParseInstanceId("okvqa/validation/zh/x1", &g, &o),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a number")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a canonical decimal")));
+  // Only the canonical spelling names an instance: no aliases of "1".
+  for (const char* alias : {"01", " 1", "1 ", "+1", "00", "", "1e0", "18446744073709551616"}) {
+    EXPECT_THAT(ParseInstanceId(std::string("okvqa/validation/zh/") + alias, &g, &o),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("canonical"))) << "'" << alias << "'";
+  }
+  ASSERT_THAT(ParseInstanceId("okvqa/validation/zh/0", &g, &o), IsOk());
+  EXPECT_EQ(o, 0u);
+  ASSERT_THAT(ParseInstanceId("okvqa/validation/zh/18446744073709551615", &g, &o), IsOk());
+  EXPECT_EQ(o, ~0ull);
   EXPECT_THAT(ParseInstanceId("ok vqa/validation/zh/1", &g, &o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("task")));
 }
