@@ -111,6 +111,8 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   M3_LOG(INFO) << "signal " << sig << ": draining for up to " << drain_seconds << " s";
   (*server)->Shutdown(absl::Seconds(drain_seconds));
-  M3_LOG(INFO) << "drained; exiting";
+  const absl::Time t0 = absl::Now();
+  server->reset();
+  M3_LOG(INFO) << "drained; exiting (teardown " << absl::ToDoubleSeconds(absl::Now() - t0) << " s)";
   return 0;
 }

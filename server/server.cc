@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -104,7 +105,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   return s;
 }
 
-Server::~Server() { Shutdown(absl::ZeroDuration()); }
+Server::~Server() {
+  Shutdown(absl::ZeroDuration());
+  // Stopping the metrics exposer waits out civetweb's 2 s poll quantum, which
+  // would push the exit past the drain deadline. Its HTTP thread only serves
+  // /metrics from memory; keep it (reachable, so no leak) until the process
+  // exits, which ends it.
+  static std::vector<std::unique_ptr<Metrics>>* const kept_until_exit = new std::vector<std::unique_ptr<Metrics>>;
+  kept_until_exit->push_back(std::move(metrics_));
+}
 
 int Server::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
@@ -119,6 +128,7 @@ void Server::Shutdown(absl::Duration deadline) {
   if (service_->active_streams() > 0) {
     M3_LOG(WARNING) << service_->active_streams() << " streams still running after the drain deadline; cancelling them";
   }
+  service_->EndDrain();
   // Whatever is left (unary calls, late streams) gets a short grace period.
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   grpc_server_->Wait();

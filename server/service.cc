@@ -109,7 +109,8 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     }
     in_flight_.reset();
     if (!ok) {
-      FinishLocked(absl::CancelledError("the client stopped receiving"));
+      FinishLocked(absl::CancelledError(svc_->cutting_ ? "cut by the server at the end of its drain"
+                                                       : "the client stopped receiving"));
       return;
     }
     WriteNextLocked();
@@ -119,7 +120,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
-    if (!writing_) FinishLocked(absl::CancelledError("cancelled by the client"));
+    if (!writing_) FinishLocked(absl::CancelledError(CancelReason()));
   }
 
   void OnDone() override {
@@ -127,6 +128,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     {
       absl::MutexLock lock(&mu_);
       done_ = true;
+      stopping_ = true;
       for (auto& [seq, chunk] : chunks_) svc_->prefetched_bytes_ -= chunk.bytes;  // built or reserved
       chunks_.clear();
       const double secs =
@@ -284,6 +286,8 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       message_bytes = 0;
     };
     for (uint64_t j = begin; j < end; ++j) {
+      // A stream that ended (cancelled, cut, failed) stops its work at once.
+      if (stopping_.load(std::memory_order_relaxed)) return absl::CancelledError("the stream ended");
       auto& x = got[j - begin];
       if (!x.ok()) {
         return absl::DataLossError(absl::StrCat("instance ", storage::FormatInstanceId(keys[j - begin].first, keys[j - begin].second),
@@ -314,7 +318,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     while (!writing_ && !finish_called_) {
       if (cancelled_) {
-        FinishLocked(absl::CancelledError("cancelled by the client"));
+        FinishLocked(absl::CancelledError(CancelReason()));
         return;
       }
       auto it = chunks_.find(write_seq_);
@@ -347,12 +351,17 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
   void FinishLocked(const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finish_called_) return;
     finish_called_ = true;
+    stopping_ = true;
     final_status_ = s;
     if (!s.ok() && !absl::IsCancelled(s)) svc_->metrics_->Error(CodeName(s.code()));
     Finish(ToGrpcStatus(s));
   }
 
   std::string IdentityName() const { return identity_ ? identity_->name : "-"; }
+  // Who ended a cancelled call: the server at its drain deadline, or the client.
+  const char* CancelReason() const {
+    return svc_->cutting_ ? "cut by the server at the end of its drain" : "cancelled by the client";
+  }
 
   DatasetServiceImpl* svc_;
   const Identity* identity_;
@@ -360,6 +369,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
   const std::string peer_;
   const std::chrono::steady_clock::time_point start_;
   absl::Mutex mu_;
+  std::atomic<bool> stopping_{false};  // read by workers without mu_
   StreamSettings settings_;  // set in the constructor, then read-only
   std::optional<StreamPlan> plan_;  // set once in the constructor, then read-only
   std::vector<std::string> removed_by_policy_;

@@ -62,6 +62,9 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
   // Refuse new streams with UNAVAILABLE (clients fail over to another
   // replica); streams in flight continue. Thread-safe.
   void BeginDrain() { draining_ = true; }
+  // The drain deadline passed: streams still running are cut by the server
+  // (their log lines say so, not "the client stopped").
+  void EndDrain() { cutting_ = true; }
 
  private:
   friend class StreamReactor;
@@ -79,6 +82,7 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
   ServiceOptions options_;
   std::atomic<int> active_streams_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<bool> cutting_{false};
   std::mutex identity_mu_;
   std::map<std::string, int> identity_streams_;
   std::atomic<int64_t> prefetched_bytes_{0};
