@@ -40,6 +40,7 @@ function(m3serve_add_test name)
   endif()
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 120 DISCOVERY_MODE PRE_TEST
     PROPERTIES ENVIRONMENT "M3SERVE_BIN_DIR=${CMAKE_BINARY_DIR}/bin"
+               ENVIRONMENT_MODIFICATION "M3SERVE_SOURCE_DIR=set:${PROJECT_SOURCE_DIR}"
                LABELS "${labels}")
 endfunction()
 

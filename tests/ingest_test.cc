@@ -343,10 +343,16 @@ TEST_F(IngestIntegrationTest, UnreadableFileIsRejectedWithTheReason) {
   fs::copy_file(Sample("M3IT/data/vqa/gqa/train.jsonl"), gqa / "train.jsonl");
   fs::copy_file(Sample("M3IT/data/vqa/gqa/validation.jsonl"), gqa / "validation.jsonl");
   fs::permissions(gqa / "validation.jsonl", fs::perms::none);
+  // What the ingest reads besides the source, in a place `nobody` can read
+  // (the clone may sit in a private directory such as /root).
+  const fs::path metadata = tree.path() / "m3it_tasks.json";
+  fs::copy_file(fs::path(SourceDir()) / "data" / "m3it_tasks.json", metadata);
+  fs::permissions(metadata, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
   fs::permissions(tree.path(), fs::perms::all);
   const std::string db = (tree.path() / "store").string();
   CommandResult r = RunCommand({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", Admin(),
-                                "ingest", "--db", db, "--progress", "none", tree.path().string()});
+                                "ingest", "--db", db, "--progress", "none", "--task-metadata", metadata.string(),
+                                tree.path().string()});
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
   const std::string rejects = ReadFile(db + "/rejects.jsonl");
   EXPECT_THAT(rejects, HasSubstr("validation.jsonl"));

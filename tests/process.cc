@@ -51,6 +51,11 @@ std::string BinDir() {
 
 std::string Bin(const std::string& name) { return BinDir() + "/" + name; }
 
+std::string SourceDir() {
+  const char* d = std::getenv("M3SERVE_SOURCE_DIR");
+  return d ? d : ".";
+}
+
 std::string ReadFile(const std::filesystem::path& p) {
   std::ifstream f(p, std::ios::binary);
   std::stringstream ss;

@@ -16,6 +16,8 @@ namespace m3serve::tests {
 // Directory of the built binaries ($M3SERVE_BIN_DIR, set by ctest).
 std::string BinDir();
 std::string Bin(const std::string& name);
+// The source tree ($M3SERVE_SOURCE_DIR, set by ctest; default ".").
+std::string SourceDir();
 
 struct CommandResult {
   int exit_code = -1;  // -1 when killed by a signal
