@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -238,6 +239,25 @@ int Fail(const std::string& cmd, const absl::Status& s) {
   return 1;
 }
 
+// Connect and make one unary call; on an error print it and return nothing
+// (the command then exits 1).
+template <typename Response, typename Request>
+std::optional<Response> Call(const Flags& fl, const char* cmd,
+                             absl::StatusOr<Response> (client::DatasetClient::*method)(const Request&),
+                             const Request& request) {
+  auto c = fl.Client();
+  if (!c.ok()) {
+    Fail(cmd, c.status());
+    return std::nullopt;
+  }
+  absl::StatusOr<Response> r = ((**c).*method)(request);
+  if (!r.ok()) {
+    Fail(cmd, r.status());
+    return std::nullopt;
+  }
+  return std::move(*r);
+}
+
 const char* FormatName(v1::Image::Format f) {
   switch (f) {
     case v1::Image::FORMAT_JPEG: return "jpeg";
@@ -357,10 +377,8 @@ int Count(int argc, char** argv) {
   if (int code; !f.ParseOrExit(argc, argv, 2, std::string("m3serve-client ") + argv[1], &args, &code)) return code;
   v1::Selection sel;
   if (auto s = fl.FillSelection(&sel); !s.ok()) return Fail("count", s);
-  auto c = fl.Client();
-  if (!c.ok()) return Fail("count", c.status());
-  auto r = (*c)->Count(sel);
-  if (!r.ok()) return Fail("count", r.status());
+  auto r = Call(fl, "count", &client::DatasetClient::Count, sel);
+  if (!r) return 1;
   if (fl.json) {
     JsonWriter w(2);
     w.BeginObject().Key("total").Uint(r->total()).Key("groups").BeginArray();
@@ -487,10 +505,8 @@ int Get(int argc, char** argv) {
   req.set_instructions(fl.resample ? v1::INSTRUCTION_MODE_RESAMPLE : v1::INSTRUCTION_MODE_AS_INGESTED);
   req.set_seed(static_cast<uint64_t>(fl.seed));
   req.set_epoch(static_cast<uint64_t>(fl.epoch));
-  auto c = fl.Client();
-  if (!c.ok()) return Fail("get", c.status());
-  auto r = (*c)->GetInstances(req);
-  if (!r.ok()) return Fail("get", r.status());
+  auto r = Call(fl, "get", &client::DatasetClient::GetInstances, req);
+  if (!r) return 1;
   std::ofstream texts;
   if (!fl.dump.empty()) {
     std::filesystem::create_directories(fl.dump);
@@ -523,10 +539,8 @@ int Plan(int argc, char** argv) {
   if (int code; !f.ParseOrExit(argc, argv, 2, std::string("m3serve-client ") + argv[1], &args, &code)) return code;
   v1::StreamRequest req;
   if (auto s = fl.FillStream(&req); !s.ok()) return Fail("plan", s);
-  auto c = fl.Client();
-  if (!c.ok()) return Fail("plan", c.status());
-  auto r = (*c)->Plan(req);
-  if (!r.ok()) return Fail("plan", r.status());
+  auto r = Call(fl, "plan", &client::DatasetClient::Plan, req);
+  if (!r) return 1;
   if (fl.json) {
     JsonWriter w(2);
     w.BeginObject().Key("fingerprint").String(r->fingerprint()).Key("dataset_version").String(r->dataset_version())

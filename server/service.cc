@@ -508,14 +508,42 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::Plan(grpc::CallbackServerContext* 
   return FinishUnary(ctx, s);
 }
 
+// A GetInstances call: its response's bytes count against the server's
+// budget from the moment they are built until gRPC is done with them.
+class GetReactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit GetReactor(std::atomic<int64_t>* budget_used) : used_(budget_used) {}
+  void Hold(int64_t bytes) {
+    held_ = bytes;
+    *used_ += bytes;
+  }
+  void OnDone() override {
+    *used_ -= held_;
+    delete this;
+  }
+
+ private:
+  std::atomic<int64_t>* used_;
+  int64_t held_ = 0;
+};
+
 grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerContext* ctx,
                                                            const v1::GetInstancesRequest* request,
                                                            v1::GetInstancesResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
+  auto* reactor = new GetReactor(&prefetched_bytes_);
   const Identity* identity;
   if (absl::Status s = Authenticate(ctx, &identity); !s.ok()) {
     metrics_->Error(CodeName(s.code()));
     reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  // Responses still waiting for their clients hold the budget: past it (with
+  // room for one more largest response) new lookups are turned away as a
+  // transient overload, which clients retry.
+  if (prefetched_bytes_.load() > options_.prefetch_budget_bytes + static_cast<int64_t>(options_.limits.max_send_bytes())) {
+    metrics_->Error("UNAVAILABLE");
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                 "the server's memory budget is in use by responses not yet received; retry"));
     return reactor;
   }
   pool_->Submit([this, request, response, reactor, identity, peer = ctx->peer()] {
@@ -530,21 +558,23 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
                                                            absl::StrCat("ids[", i, "]")));
         if (const storage::TaskInfo* t = dataset_->Task(task)) licenses.insert(t->license);
       }
-      const BuildOptions& build = get.build;
-      const auto& keys = get.keys;
-      auto got = dataset_->store().MultiGetInstances(keys);
+      auto got = dataset_->store().MultiGetInstances(get.keys);
+      uint64_t bytes = 0;
       for (size_t i = 0; i < got.size(); ++i) {
         if (!got[i].ok()) {
           absl::Status e = got[i].status();
           return absl::Status(e.code(), absl::StrCat("ids[", i, "]: ", e.message()));
         }
-        M3SERVE_RETURN_IF_ERROR(BuildInstance(*dataset_, *got[i], build, metrics_, response->add_instances()));
-        if (response->ByteSizeLong() > options_.limits.max_send_bytes()) {
+        v1::Instance* x = response->add_instances();
+        M3SERVE_RETURN_IF_ERROR(BuildInstance(*dataset_, *got[i], get.build, metrics_, x));
+        bytes += x->ByteSizeLong() + 8;
+        if (bytes > options_.limits.max_send_bytes()) {
           return absl::FailedPreconditionError(absl::StrCat(
               "ids: the response passes the largest message the server sends (", options_.limits.max_send_bytes(),
               " bytes, --max-message-bytes) at ids[", i, "]; ask for fewer ids per call or smaller images"));
         }
       }
+      reactor->Hold(static_cast<int64_t>(bytes));
       return absl::OkStatus();
     }();
     if (!s.ok()) {

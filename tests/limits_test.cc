@@ -205,6 +205,25 @@ TEST_F(LimitsTest, DrainEndsInTimeWhateverClientsDo) {
   RecordProperty("exit_ms", static_cast<int>(secs * 1000));
 }
 
+// GetInstances responses hold the server's budget only until gRPC is done
+// with them: many lookups in a row, together far above the budget, all succeed.
+TEST_F(LimitsTest, LookupsReleaseTheirBudget) {
+  ServerProcess server(Db(), *dir_ / "lookups", {"--prefetch-budget-mb", "8"});
+  std::string err;
+  ASSERT_TRUE(server.Start(&err)) << err;
+  auto c = Client(server);
+  v1::GetInstancesRequest get;
+  for (int i = 0; i < 32; ++i) get.add_ids("coco/train/en/" + std::to_string(i));
+  get.mutable_images()->set_mode(v1::IMAGE_MODE_DECODED);
+  get.mutable_images()->set_width(224);
+  get.mutable_images()->set_height(224);
+  for (int round = 0; round < 40; ++round) {  // 40 x 4.8 MB, the budget 8 MiB
+    auto r = c->GetInstances(get);
+    ASSERT_TRUE(r.ok()) << "round " << round << ": " << r.status();
+    ASSERT_EQ(r->instances_size(), 32);
+  }
+}
+
 TEST_F(LimitsTest, CanonicalIdsAndTheGetInstancesCapFlag) {
   ServerProcess server(Db(), *dir_ / "ids", {"--max-get-ids", "2"});
   std::string err;
