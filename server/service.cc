@@ -79,7 +79,11 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
 
   StreamReactor(DatasetServiceImpl* svc, grpc::CallbackServerContext* ctx, const v1::StreamRequest* req,
                 const Identity* identity)
-      : svc_(svc), identity_(identity), peer_(ctx->peer()), start_(std::chrono::steady_clock::now()) {
+      : svc_(svc),
+        identity_(identity),
+        fair_key_{identity ? identity->name : "", svc->next_stream_id_++},
+        peer_(ctx->peer()),
+        start_(std::chrono::steady_clock::now()) {
     svc_->metrics_->StreamStarted();
     absl::MutexLock lock(&mu_);
     absl::Status s = Setup(*req);
@@ -218,7 +222,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       svc_->prefetched_bytes_ += reserve;
       ++pending_tasks_;
       next_begin_ = end;
-      svc_->pool_->Submit([this, seq, begin, end] { Produce(seq, begin, end); });
+      svc_->pool_->Submit(fair_key_, [this, seq, begin, end] { Produce(seq, begin, end); });
     }
   }
 
@@ -365,6 +369,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
 
   DatasetServiceImpl* svc_;
   const Identity* identity_;
+  const FairKey fair_key_;  // its turn in the worker pool
   std::vector<std::string> licenses_;
   const std::string peer_;
   const std::chrono::steady_clock::time_point start_;
@@ -546,7 +551,8 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
                                  "the server's memory budget is in use by responses not yet received; retry"));
     return reactor;
   }
-  pool_->Submit([this, request, response, reactor, identity, peer = ctx->peer()] {
+  pool_->Submit(pool_->OneOffKey(identity ? identity->name : ""), [this, request, response, reactor, identity,
+                                                                   peer = ctx->peer()] {
     std::set<std::string> licenses;
     absl::Status s = [&]() -> absl::Status {
       GetSettings get;

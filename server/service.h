@@ -86,6 +86,7 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
   std::mutex identity_mu_;
   std::map<std::string, int> identity_streams_;
   std::atomic<int64_t> prefetched_bytes_{0};
+  std::atomic<uint64_t> next_stream_id_{0};
 };
 
 }  // namespace m3serve::server

@@ -54,6 +54,7 @@ TEST(LoadTest, SixtyFourStreamsWithSlowReaders) {
   uint64_t delivered = 0;
   std::vector<double> fast_done, slow_done;
   std::atomic<int> errors{0}, open_streams{0};
+  std::atomic<bool> extra_tried{false};
   const auto t0 = Clock::now();
   std::vector<std::thread> threads;
   for (int i = 0; i < kStreams; ++i) {
@@ -66,13 +67,25 @@ TEST(LoadTest, SixtyFourStreamsWithSlowReaders) {
       req.set_seed(5);
       req.set_batch_size(1);
       req.mutable_images()->set_mode(v1::IMAGE_MODE_DECODED);
-      req.mutable_images()->set_width(64);
-      req.mutable_images()->set_height(64);
+      // 96 x 96 (27 KB per instance): more than a stream's transport window,
+      // so a stream whose client waits stays open on the server.
+      req.mutable_images()->set_width(96);
+      req.mutable_images()->set_height(96);
       auto stream = c->Stream(req);
       v1::InstanceBatch b;
       std::vector<std::string> ids;
+      // Open: the first batch is here. Every stream waits until the 65th has
+      // been tried, so all 64 are active then, however fast they would finish.
+      auto first = stream->Next(&b);
+      if (!first.ok()) {
+        ADD_FAILURE() << "stream " << i << ": " << first.status();
+        errors++;
+      } else if (*first) {
+        for (const auto& x : b.instances()) ids.push_back(x.id());
+      }
       open_streams++;
-      while (true) {
+      while (!extra_tried.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      while (first.ok() && *first) {
         auto more = stream->Next(&b);
         if (!more.ok()) {
           ADD_FAILURE() << "stream " << i << ": " << more.status();
@@ -103,6 +116,7 @@ TEST(LoadTest, SixtyFourStreamsWithSlowReaders) {
     }
     EXPECT_EQ(extra->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   }
+  extra_tried = true;
   for (auto& t : threads) t.join();
   const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
 
