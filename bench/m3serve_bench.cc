@@ -8,7 +8,8 @@
 //       Read every image's bytes straight from the store in a tight loop.
 //   stream        --target T [--streams K] [--slow F] [--images decoded|encoded]
 //                 [--width W --height H] [--seconds S] [--tasks a,b --languages x,y]
-//       K concurrent client streams; a fraction F of them sleep 20 ms per batch.
+//       K concurrent client streams; a fraction F of them sleep 20 ms per batch,
+//       a fraction --stalled read one batch and then never read again.
 //       Aggregate images/s, MB/s, batch latency percentiles, time to first batch.
 //   random-access --target T [--n N]
 //       GetInstances latency for random ids.
@@ -173,6 +174,13 @@ int StoreRead(int argc, char** argv) {
   return 0;
 }
 
+// Jain's fairness index of per-stream rates: (sum x)^2 / (n sum x^2); 1 is equal shares.
+double Jain(const std::vector<double>& x) {
+  double sum = 0, sq = 0;
+  for (double v : x) sum += v, sq += v * v;
+  return x.empty() || sq == 0 ? 1.0 : sum * sum / (static_cast<double>(x.size()) * sq);
+}
+
 int Stream(int argc, char** argv) {
   std::string target, images = "decoded";
   std::vector<std::string> tasks, languages;
@@ -189,6 +197,8 @@ int Stream(int argc, char** argv) {
   f.Int("batch-size", &batch, "batch size");
   f.Double("seconds", &seconds, "duration (0: to the end of the shard)");
   f.Double("slow", &slow, "fraction of streams that sleep 20 ms per batch");
+  double stalled = 0;
+  f.Double("stalled", &stalled, "fraction of streams that read one batch, then never read again");
   std::vector<std::string> args;
   if (!f.Parse(argc, argv, 2, &args).ok() || target.empty()) return Usage("stream: bad flags");
   client::ClientOptions o;
@@ -197,6 +207,7 @@ int Stream(int argc, char** argv) {
   if (!c.ok()) return Usage(c.status().ToString());
   std::mutex mu;
   std::vector<double> latencies, first_batch;
+  std::vector<double> fast_intervals, fast_rates;  // of streams that read all the time
   std::atomic<uint64_t> images_total{0}, bytes_total{0}, instances_total{0};
   std::atomic<int> errors{0};
   const double cpu0 = CpuSeconds();
@@ -204,14 +215,16 @@ int Stream(int argc, char** argv) {
   std::vector<std::thread> pool;
   for (int s = 0; s < streams; ++s) {
     pool.emplace_back([&, s] {
-      const bool is_slow = s < static_cast<int>(slow * streams + 0.5);
+      const int n_stalled = static_cast<int>(stalled * streams + 0.5);
+      const bool is_stalled = s < n_stalled;
+      const bool is_slow = !is_stalled && s < n_stalled + static_cast<int>(slow * streams + 0.5);
       v1::StreamRequest req;
       for (const auto& t : tasks) req.mutable_selection()->add_tasks(t);
       for (const auto& l : languages) req.mutable_selection()->add_languages(l);
-      req.mutable_sharding()->set_index(static_cast<uint32_t>(s));
-      req.mutable_sharding()->set_count(static_cast<uint32_t>(streams));
+      // Each stream its own shuffle of the whole selection, like independent
+      // training jobs (shards of a small sample would restart every few batches).
       req.set_order(v1::ORDER_SHUFFLED);
-      req.set_seed(1);
+      req.set_seed(static_cast<uint64_t>(s) + 1);
       req.set_batch_size(static_cast<uint32_t>(batch));
       if (images == "decoded") {
         req.mutable_images()->set_mode(v1::IMAGE_MODE_DECODED);
@@ -221,7 +234,9 @@ int Stream(int argc, char** argv) {
       } else {
         req.mutable_images()->set_mode(v1::IMAGE_MODE_ENCODED);
       }
-      std::vector<double> lat;
+      std::vector<double> lat, batch_intervals;
+      uint64_t in_batch = 0, images_mine = 0;
+      auto batch_start = Clock::now();
       auto stream = (*c)->Stream(req);
       v1::InstanceBatch b;
       auto last = Clock::now();
@@ -245,17 +260,37 @@ int Stream(int argc, char** argv) {
           first = false;
         }
         lat.push_back(Seconds(last, now));
+        // A batch is split into messages under the byte cap: the interval that
+        // matters to a training loop is the one between whole batches.
+        in_batch += b.instances_size();
+        if (in_batch >= static_cast<uint64_t>(batch)) {
+          batch_intervals.push_back(Seconds(batch_start, now));
+          batch_start = now;
+          in_batch = 0;
+        }
         uint64_t imgs = 0;
         for (const auto& x : b.instances()) imgs += x.images_size();
         images_total += imgs;
+        images_mine += imgs;
         instances_total += b.instances_size();
         bytes_total += b.ByteSizeLong();
         if (is_slow) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (is_stalled) {
+          // Hold the stream open without reading until the run ends.
+          while (Seconds(t0, Clock::now()) < seconds) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          break;
+        }
         last = Clock::now();
       }
       stream->Cancel();
       std::lock_guard<std::mutex> lock(mu);
       latencies.insert(latencies.end(), lat.begin(), lat.end());
+      if (!is_stalled && !is_slow) {
+        // The first batch includes the stream's start-up; the rest is steady state.
+        if (!batch_intervals.empty()) batch_intervals.erase(batch_intervals.begin());
+        fast_intervals.insert(fast_intervals.end(), batch_intervals.begin(), batch_intervals.end());
+        fast_rates.push_back(static_cast<double>(images_mine) / std::max(1e-9, Seconds(start, Clock::now())));
+      }
     });
   }
   for (auto& th : pool) th.join();
@@ -268,6 +303,9 @@ int Stream(int argc, char** argv) {
       .Key("batch_latency_p50_ms").Double(Percentile(latencies, 0.5) * 1e3)
       .Key("batch_latency_p99_ms").Double(Percentile(latencies, 0.99) * 1e3)
       .Key("first_batch_ms").Double(Percentile(first_batch, 0.5) * 1e3)
+      .Key("fast_batch_interval_p50_ms").Double(Percentile(fast_intervals, 0.5) * 1e3)
+      .Key("fast_batch_interval_p99_ms").Double(Percentile(fast_intervals, 0.99) * 1e3)
+      .Key("fast_jain_fairness").Double(Jain(fast_rates)).Key("fast_streams").Int(static_cast<int64_t>(fast_rates.size()))
       .Key("client_cpu_seconds").Double(CpuSeconds() - cpu0).Key("errors").Int(errors).EndObject();
   std::cout << w.str() << std::endl;
   return errors ? 1 : 0;
