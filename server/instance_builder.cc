@@ -1,5 +1,7 @@
 #include "server/instance_builder.h"
 
+#include <algorithm>
+
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -41,6 +43,17 @@ std::string ChooseInstruction(const Dataset& dataset, const storage::Instance& x
     instruction = absl::StrReplaceAll(instruction, {{absl::StrCat("[", name, "]"), value}});
   }
   return instruction;
+}
+
+uint64_t EstimateInstanceBytes(const BuildOptions& b) {
+  const uint64_t images = std::max<uint32_t>(1, b.max_images);
+  switch (b.images) {
+    case ImageMode::kNone: return 1 << 10;
+    case ImageMode::kEncoded: return images * (256 << 10);
+    default:
+      return b.target.width && b.target.height ? images * b.target.width * b.target.height * 3
+                                               : images * (1 << 20);
+  }
 }
 
 std::vector<size_t> KeptImages(size_t n, uint32_t max_images, bool video) {

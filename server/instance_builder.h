@@ -40,6 +40,11 @@ struct BuildOptions {
 std::string ChooseInstruction(const Dataset& dataset, const storage::Instance& x,
                               const BuildOptions& options);
 
+// Bytes one built instance is expected to take before any is built: a bound
+// from the image options (decoded: the target size; encoded: 256 KiB per
+// image; none: 1 KiB). Budget reservations start from it.
+uint64_t EstimateInstanceBytes(const BuildOptions& options);
+
 // Indices of the images kept under `max_images` (video: evenly spaced).
 std::vector<size_t> KeptImages(size_t n, uint32_t max_images, bool video);
 

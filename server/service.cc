@@ -181,15 +181,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
   // average of what it built so far, else a bound from the image options.
   uint64_t InstanceEstimateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (built_instances_ > 0) return std::max<uint64_t>(1, built_bytes_ / built_instances_);
-    const BuildOptions& b = settings_.build;
-    const uint64_t images = std::max<uint32_t>(1, b.max_images);
-    switch (b.images) {
-      case ImageMode::kNone: return 1 << 10;
-      case ImageMode::kEncoded: return images * (256 << 10);
-      default:
-        return b.target.width && b.target.height ? images * b.target.width * b.target.height * 3
-                                                 : images * (1 << 20);
-    }
+    return EstimateInstanceBytes(settings_.build);
   }
 
   // Start producing chunks while the window and the server budget allow. A
@@ -514,13 +506,14 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::Plan(grpc::CallbackServerContext* 
 }
 
 // A GetInstances call: its response's bytes count against the server's
-// budget from the moment they are built until gRPC is done with them.
+// budget from before they are built until gRPC is done with them.
 class GetReactor final : public grpc::ServerUnaryReactor {
  public:
   explicit GetReactor(std::atomic<int64_t>* budget_used) : used_(budget_used) {}
+  // Hold `bytes` of the budget from now on (replacing what was held).
   void Hold(int64_t bytes) {
+    *used_ += bytes - held_;
     held_ = bytes;
-    *used_ += bytes;
   }
   void OnDone() override {
     *used_ -= held_;
@@ -564,6 +557,9 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
                                                            absl::StrCat("ids[", i, "]")));
         if (const storage::TaskInfo* t = dataset_->Task(task)) licenses.insert(t->license);
       }
+      // Reserved before the work, corrected to the response's size once built.
+      reactor->Hold(static_cast<int64_t>(std::min<uint64_t>(
+          get.keys.size() * EstimateInstanceBytes(get.build), options_.limits.max_send_bytes())));
       auto got = dataset_->store().MultiGetInstances(get.keys);
       uint64_t bytes = 0;
       for (size_t i = 0; i < got.size(); ++i) {
@@ -586,6 +582,7 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
     if (!s.ok()) {
       metrics_->Error(CodeName(s.code()));
       response->Clear();
+      reactor->Hold(0);
     }
     // The audit line of a lookup, like a stream's.
     M3_LOG(INFO) << "get peer=" << peer << " identity=" << (identity ? identity->name : "-")
