@@ -95,6 +95,9 @@ absl::StatusOr<std::shared_ptr<const EpochOrder>> EpochOrder::Create(std::vector
   full.AddRecord(absl::StrCat(params.shuffled ? "shuffled" : "sequential", "|", params.shuffled ? params.seed : 0));
   o->digest_ = full.Finish();
   o->global_key_ = Hash64(absl::StrCat(o->digest_.Raw(), "|global|", params.seed, "|", params.epoch));
+  if (params.shuffled && o->components_.size() > 1 && o->blocks_ == 0) {
+    o->global_order_.emplace(o->size_, o->global_key_);
+  }
   return std::shared_ptr<const EpochOrder>(std::move(o));
 }
 
@@ -189,6 +192,8 @@ void EpochOrder::Cursor::Seek(uint64_t block) {
     for (size_t c = 0; c < m; ++c) before_[c] = std::min(block, whole) * o.base_[c] + extras[c];
   }
   block_ = block;
+  block_order_.reset();
+  if (o.params_.shuffled) block_order_.emplace(o.BlockSize(block), Hash64(absl::StrCat(o.global_key_, "|", block)));
   in_.assign(m, 0);
   if (block < whole) {
     // This block's seats: the base, plus an extra for the components the greedy picks.
@@ -213,7 +218,7 @@ EpochOrder::Sample EpochOrder::Cursor::At(uint64_t g) {
   if (m == 1) {
     j = g;
   } else if (o.blocks_ == 0) {
-    const uint64_t p = o.params_.shuffled ? Permutation(o.size_, o.global_key_)(g) : g;
+    const uint64_t p = o.global_order_ ? (*o.global_order_)(g) : g;
     auto it = std::upper_bound(o.quota_prefix_.begin(), o.quota_prefix_.end(), p);
     s.component = static_cast<size_t>(it - o.quota_prefix_.begin()) - 1;
     j = p - o.quota_prefix_[s.component];
@@ -221,27 +226,32 @@ EpochOrder::Sample EpochOrder::Cursor::At(uint64_t g) {
     const uint64_t b = g / o.params_.stratum;
     if (b != block_) Seek(b);
     uint64_t slot = g - b * o.params_.stratum;
-    if (o.params_.shuffled) {
-      slot = Permutation(o.BlockSize(b), Hash64(absl::StrCat(o.global_key_, "|", b)))(slot);
-    }
+    if (block_order_) slot = (*block_order_)(slot);
     size_t c = 0;
     while (slot >= in_[c]) slot -= in_[c++];
     s.component = c;
     j = before_[c] + slot;
   }
-  s.position = o.ComponentPosition(s.component, j);
+  s.position = ComponentPosition(s.component, j);
   return s;
 }
 
-uint64_t EpochOrder::ComponentPosition(size_t c, uint64_t j) const {
-  const ResolvedSelection& sel = *components_[c].selection;
-  const uint64_t n = sel.total();
-  const uint64_t t = params_.epoch * quota_[c] + j;
+uint64_t EpochOrder::Cursor::ComponentPosition(size_t c, uint64_t j) {
+  const EpochOrder& o = *order_;
+  const uint64_t n = o.components_[c].selection->total();
+  const uint64_t t = o.params_.epoch * o.quota_[c] + j;
   const uint64_t pass = t / n, index = t % n;
-  if (!params_.shuffled) return index;
+  if (!o.params_.shuffled) return index;
+  if (passes_.empty()) passes_.resize(o.components_.size());
+  auto& cached = passes_[c];
+  if (!cached || cached->first != pass) cached.emplace(pass, Permutation(n, o.PassKey(c, pass)));
+  return cached->second(index);
+}
+
+uint64_t EpochOrder::PassKey(size_t c, uint64_t pass) const {
   // For a plain selection whose quota is its size, pass == epoch: the key of
   // the per-epoch permutation of earlier releases.
-  return Permutation(n, Hash64(absl::StrCat(sel.digest.Raw(), "|", params_.seed, "|", pass)))(index);
+  return Hash64(absl::StrCat(components_[c].selection->digest.Raw(), "|", params_.seed, "|", pass));
 }
 
 }  // namespace m3serve::server

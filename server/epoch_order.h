@@ -34,12 +34,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/hash.h"
 #include "server/dataset.h"
+#include "server/permutation.h"
 
 namespace m3serve::server {
 
@@ -103,10 +105,16 @@ class EpochOrder {
 
    private:
     void Seek(uint64_t block);
+    // Position in component c's selection of its j-th sample this epoch.
+    uint64_t ComponentPosition(size_t c, uint64_t j);
     const EpochOrder* order_;
     uint64_t block_ = UINT64_MAX;
     std::vector<uint64_t> before_;  // per component, samples before block_
     std::vector<uint64_t> in_;      // per component, samples in block_
+    std::optional<Permutation> block_order_;  // of block_'s seats (shuffled)
+    // Per component, the permutation of the pass last used (keys are hashed
+    // once per pass, not per sample).
+    std::vector<std::optional<std::pair<uint64_t, Permutation>>> passes_;
   };
 
   // The g-th sample (a fresh cursor; prefer a Cursor for runs of samples).
@@ -120,7 +128,8 @@ class EpochOrder {
   // One greedy step: which components get this block's extra seats.
   void GiveExtras(std::vector<int64_t>* deficit, std::vector<uint64_t>* extras) const;
   uint64_t BlockSize(uint64_t b) const;
-  uint64_t ComponentPosition(size_t c, uint64_t j) const;
+  // The key of component c's permutation in pass `pass`.
+  uint64_t PassKey(size_t c, uint64_t pass) const;
 
   std::vector<OrderComponent> components_;
   OrderParams params_;
@@ -130,6 +139,7 @@ class EpochOrder {
   Hash128 digest_;
   Hash128 components_digest_;
   uint64_t global_key_ = 0;
+  std::optional<Permutation> global_order_;  // unstratified, shuffled mixtures
   // Stratified: blocks, seats per block, and checkpoints of extra seats.
   uint64_t blocks_ = 0;
   std::vector<uint64_t> base_;        // floor(S * w_c) seats every whole block

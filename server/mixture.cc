@@ -27,8 +27,9 @@ absl::StatusOr<std::vector<OrderComponent>> ResolveMixture(const Dataset& datase
   if (spec.epoch_size && *spec.epoch_size == 0) {
     return absl::InvalidArgumentError("mixture.epoch_size must be at least 1 (absent: the natural size)");
   }
-  auto whole = std::make_shared<ResolvedSelection>(selection);
-  if (!spec.mixes()) return std::vector<OrderComponent>{{"", whole, 1.0}};
+  if (!spec.mixes()) {
+    return std::vector<OrderComponent>{{"", std::make_shared<ResolvedSelection>(selection), 1.0}};
+  }
   const bool tempered = spec.temperature.has_value();
   const double temperature = spec.temperature.value_or(0);
   if (tempered && !(std::isfinite(temperature) && temperature > 0)) {

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.utils.data as tud
 
-from m3serve.client import Client, Instance, M3ServeError, Plan, Schedule
+from m3serve.client import Client, Instance, Plan, Schedule
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
