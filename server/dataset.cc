@@ -43,12 +43,15 @@ absl::StatusOr<std::unique_ptr<Dataset>> Dataset::Open(const storage::StoreOptio
   std::unique_ptr<Dataset> d(new Dataset());
   M3SERVE_ASSIGN_OR_RETURN(d->store_, storage::Store::Open(store_options));
   M3SERVE_ASSIGN_OR_RETURN(storage::Catalog catalog, d->store_->ReadCatalog());
+  d->reader_ = std::make_unique<StoreReader>(d->store_.get());
   d->Init(std::move(catalog), std::move(policy));
   return d;
 }
 
-std::unique_ptr<Dataset> Dataset::FromCatalog(storage::Catalog catalog, LicensePolicy policy) {
+std::unique_ptr<Dataset> Dataset::FromCatalog(storage::Catalog catalog, LicensePolicy policy,
+                                              std::unique_ptr<InstanceReader> reader) {
   std::unique_ptr<Dataset> d(new Dataset());
+  d->reader_ = std::move(reader);
   d->Init(std::move(catalog), std::move(policy));
   return d;
 }

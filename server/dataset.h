@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/hash.h"
+#include "server/instance_reader.h"
 #include "server/policy.h"
 #include "storage/store.h"
 #include "storage/types.h"
@@ -58,9 +59,11 @@ class Dataset {
   // Open the store read-only and read its catalog. Errors as Store::Open.
   static absl::StatusOr<std::unique_ptr<Dataset>> Open(const storage::StoreOptions& store_options,
                                                        LicensePolicy policy);
-  // A dataset over a catalog alone, without a store: resolves selections and
-  // answers catalog queries (tests, fuzz targets); store() must not be called.
-  static std::unique_ptr<Dataset> FromCatalog(storage::Catalog catalog, LicensePolicy policy);
+  // A dataset over a catalog and, optionally, an in-memory reader (tests, fuzz
+  // targets): resolves selections and answers catalog queries; reader() must
+  // not be called when none is given.
+  static std::unique_ptr<Dataset> FromCatalog(storage::Catalog catalog, LicensePolicy policy,
+                                              std::unique_ptr<InstanceReader> reader = nullptr);
 
   // Resolve a selection against the catalog and the policy.
   //   NotFound: a task, category, split, language, license or excluded task
@@ -85,7 +88,8 @@ class Dataset {
   const LicensePolicy& policy() const { return policy_; }
   // The store's content fingerprint (hex); resume tokens are tied to it.
   const std::string& version() const { return version_; }
-  storage::Store& store() const { return *store_; }
+  // Where instances and images are read from (the store, or a test's reader).
+  const InstanceReader& reader() const { return *reader_; }
   // Task metadata, or nullptr.
   const storage::TaskInfo* Task(const std::string& name) const;
   // The instruction pool of (task, lang), else of the task's default
@@ -100,6 +104,7 @@ class Dataset {
   Dataset() = default;
   void Init(storage::Catalog catalog, LicensePolicy policy);
   std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<InstanceReader> reader_;
   storage::Catalog catalog_;
   LicensePolicy policy_;
   std::string version_;

@@ -87,7 +87,7 @@ absl::Status BuildInstance(const Dataset& dataset, const storage::Instance& x,
   uint64_t decoded_bytes = 0;
   for (size_t i : KeptImages(x.images.size(), options.max_images, video)) {
     const Hash128& hash = x.images[i];
-    auto meta = dataset.store().GetImageMeta(hash);
+    auto meta = dataset.reader().GetImageMeta(hash);
     if (!meta.ok()) {
       return absl::DataLossError(absl::StrCat("instance ", x.Id(), " image ", i, " (", hash.Hex(),
                                               "): ", meta.status().message()));
@@ -100,7 +100,7 @@ absl::Status BuildInstance(const Dataset& dataset, const storage::Instance& x,
       img->set_height(meta->height);
       continue;
     }
-    auto bytes = dataset.store().GetImage(hash);
+    auto bytes = dataset.reader().GetImage(hash);
     if (!bytes.ok()) {
       return absl::DataLossError(absl::StrCat("instance ", x.Id(), " image ", i, " (", hash.Hex(),
                                               "): ", bytes.status().message()));

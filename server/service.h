@@ -19,6 +19,7 @@
 #include "server/dataset.h"
 #include "server/metrics.h"
 #include "server/proto_convert.h"
+#include "server/serving_budget.h"
 #include "server/worker_pool.h"
 
 namespace m3serve::server {
@@ -28,11 +29,11 @@ struct ServiceOptions {
   // Concurrent streams; beyond it StreamInstances fails RESOURCE_EXHAUSTED.
   // Default 256.
   int max_streams = 256;
-  // Batches a stream may prepare ahead of the one being written, besides the
-  // first. Default 2.
+  // Work units (chunks) a stream may prepare ahead of the one being written.
+  // Default 2.
   int prefetch_batches = 2;
-  // Server-wide byte budget for prepared-ahead batches (every stream may
-  // always prepare one). Default 64 MiB.
+  // Server-wide byte budget of what streams and lookups hold (every stream
+  // may always prepare one chunk). Default 64 MiB.
   int64_t prefetch_budget_bytes = 64ll << 20;
   // Secret that authenticates resume tokens (replicas must share it).
   std::string token_key;
@@ -85,7 +86,7 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
   std::atomic<bool> cutting_{false};
   std::mutex identity_mu_;
   std::map<std::string, int> identity_streams_;
-  std::atomic<int64_t> prefetched_bytes_{0};
+  ServingBudget budget_;
   std::atomic<uint64_t> next_stream_id_{0};
 };
 

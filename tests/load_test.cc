@@ -67,10 +67,11 @@ TEST(LoadTest, SixtyFourStreamsWithSlowReaders) {
       req.set_seed(5);
       req.set_batch_size(1);
       req.mutable_images()->set_mode(v1::IMAGE_MODE_DECODED);
-      // 96 x 96 (27 KB per instance): more than a stream's transport window,
-      // so a stream whose client waits stays open on the server.
-      req.mutable_images()->set_width(96);
-      req.mutable_images()->set_height(96);
+      // 256 x 256 (197 KB per instance, about 5 MB per stream): far more than
+      // a stream's transport window, even grown by BDP probing under load, so
+      // a stream whose client waits stays open on the server.
+      req.mutable_images()->set_width(256);
+      req.mutable_images()->set_height(256);
       auto stream = c->Stream(req);
       v1::InstanceBatch b;
       std::vector<std::string> ids;
