@@ -12,6 +12,7 @@
 #define M3SERVE_SERVER_AUTH_H_
 
 #include <array>
+#include <functional>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -38,6 +39,10 @@ class TokenTable {
   // matches or how much of a token matches.
   const Identity* Authenticate(absl::string_view token) const;
   size_t size() const { return entries_.size(); }
+  // Visit every identity.
+  void ForEachIdentity(const std::function<void(const Identity&)>& fn) const {
+    for (const auto& e : entries_) fn(e.identity);
+  }
 
  private:
   struct Entry {

@@ -56,6 +56,30 @@ std::unique_ptr<Dataset> Dataset::FromCatalog(storage::Catalog catalog, LicenseP
   return d;
 }
 
+bool Dataset::AdmitsAll(const LicensePolicy* entitlement) const {
+  return std::all_of(catalog_.tasks.begin(), catalog_.tasks.end(),
+                     [&](const auto& t) { return Admits(t.second, entitlement); });
+}
+
+absl::Status Dataset::BuildImageCensus() const {
+  absl::MutexLock lock(&census_mu_);
+  if (!census_) {
+    if (reader_ == nullptr) return absl::FailedPreconditionError("image census: the dataset has no reader");
+    census_.emplace(ImageCensus::Build(*reader_));
+  }
+  return census_->status();
+}
+
+absl::StatusOr<uint64_t> Dataset::UniqueImages(const LicensePolicy* entitlement) const {
+  if (AdmitsAll(entitlement)) return catalog_.unique_images;
+  M3SERVE_RETURN_IF_ERROR(BuildImageCensus());
+  absl::MutexLock lock(&census_mu_);
+  return (*census_)->Count([&](const std::string& name) {
+    const storage::TaskInfo* t = Task(name);
+    return t != nullptr && Admits(*t, entitlement);
+  });
+}
+
 void Dataset::Init(storage::Catalog catalog, LicensePolicy policy) {
   catalog_ = std::move(catalog);
   policy_ = std::move(policy);

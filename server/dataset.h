@@ -15,6 +15,8 @@
 
 #include "absl/status/statusor.h"
 #include "common/hash.h"
+#include "absl/synchronization/mutex.h"
+#include "server/image_census.h"
 #include "server/instance_reader.h"
 #include "server/policy.h"
 #include "storage/store.h"
@@ -95,6 +97,16 @@ class Dataset {
   // The instruction pool of (task, lang), else of the task's default
   // language; nullptr when there is none.
   const std::vector<std::string>* Pool(const std::string& task, const std::string& lang) const;
+  // Distinct images used by the tasks `entitlement` (may be null) sees on top
+  // of the policy: the store's count when every task is admitted, else from
+  // the image census (BuildImageCensus; built here on first need). Errors as
+  // the reader's scan; FailedPrecondition for a dataset without a reader.
+  absl::StatusOr<uint64_t> UniqueImages(const LicensePolicy* entitlement) const;
+  // Scan the instances once for the image census (thread-safe, once). The
+  // server calls it at start when its policy or a token narrows the catalog.
+  absl::Status BuildImageCensus() const;
+  // True when the policy and `entitlement` (may be null) admit every task.
+  bool AdmitsAll(const LicensePolicy* entitlement) const;
   // Tasks of the store that the policy removes.
   const std::vector<std::string>& removed_tasks() const { return removed_tasks_; }
   // Instances per task after the policy.
@@ -110,6 +122,8 @@ class Dataset {
   std::string version_;
   std::vector<std::string> removed_tasks_;
   std::map<std::string, uint64_t> task_instances_;
+  mutable absl::Mutex census_mu_;
+  mutable std::optional<absl::StatusOr<ImageCensus>> census_ ABSL_GUARDED_BY(census_mu_);
 };
 
 }  // namespace m3serve::server

@@ -68,4 +68,16 @@ absl::StatusOr<std::string> MemoryReader::GetImage(const Hash128& hash) const {
   return it->second.second;
 }
 
+absl::Status MemoryReader::ForEachInstance(const std::function<bool(storage::Instance&&)>& fn) const {
+  std::vector<storage::Instance> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, x] : instances_) all.push_back(x);
+  }
+  for (auto& x : all) {
+    if (!fn(std::move(x))) break;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace m3serve::server

@@ -8,6 +8,7 @@
 #define M3SERVE_SERVER_INSTANCE_READER_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -32,6 +33,8 @@ class InstanceReader {
   // NotFound when the image is absent.
   virtual absl::StatusOr<storage::ImageMeta> GetImageMeta(const Hash128& hash) const = 0;
   virtual absl::StatusOr<std::string> GetImage(const Hash128& hash) const = 0;
+  // Visit every instance (in key order) until `fn` returns false.
+  virtual absl::Status ForEachInstance(const std::function<bool(storage::Instance&&)>& fn) const = 0;
 };
 
 // Reads a store (which must outlive the reader).
@@ -46,6 +49,9 @@ class StoreReader final : public InstanceReader {
     return store_->GetImageMeta(hash);
   }
   absl::StatusOr<std::string> GetImage(const Hash128& hash) const override { return store_->GetImage(hash); }
+  absl::Status ForEachInstance(const std::function<bool(storage::Instance&&)>& fn) const override {
+    return store_->ForEachInstance(fn);
+  }
 
  private:
   const storage::Store* store_;
@@ -68,6 +74,7 @@ class MemoryReader final : public InstanceReader {
       const std::vector<InstanceKey>& keys) const override;
   absl::StatusOr<storage::ImageMeta> GetImageMeta(const Hash128& hash) const override;
   absl::StatusOr<std::string> GetImage(const Hash128& hash) const override;
+  absl::Status ForEachInstance(const std::function<bool(storage::Instance&&)>& fn) const override;
 
  private:
   mutable absl::Mutex mu_;

@@ -200,8 +200,9 @@ v1::Modality ToProto(storage::Modality m) {
   return m == storage::Modality::kVideo ? v1::MODALITY_VIDEO : v1::MODALITY_IMAGE;
 }
 
-void ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catalog* out) {
+absl::Status ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catalog* out) {
   const storage::Catalog& c = dataset.catalog();
+  M3SERVE_ASSIGN_OR_RETURN(const uint64_t unique_images, dataset.UniqueImages(entitlement));
   std::map<std::string, uint32_t> instructions;
   for (const auto& [key, pool] : c.pools) instructions[key.first] += static_cast<uint32_t>(pool.size());
   std::set<std::string> languages, splits;
@@ -236,7 +237,7 @@ void ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catal
   for (const auto& s : splits) out->add_splits(s);
   out->set_dataset_version(dataset.version());
   out->set_total_instances(total);
-  out->set_unique_images(c.unique_images);
+  out->set_unique_images(unique_images);
   v1::LicensePolicy* p = out->mutable_policy();
   for (const auto& l : dataset.policy().allowed_licenses) p->add_allowed_licenses(l);
   for (auto cu : dataset.policy().allowed_commercial_use) p->add_allowed_commercial_use(ToProto(cu));
@@ -244,6 +245,7 @@ void ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catal
   for (const auto& [name, t] : c.tasks) {
     if (!dataset.Admits(t, entitlement)) p->add_removed_tasks(name);
   }
+  return absl::OkStatus();
 }
 
 void ToProto(const ResolvedSelection& sel, v1::CountResponse* out) {

@@ -73,7 +73,8 @@ absl::Status FromProto(const v1::GetInstancesRequest& in, const RequestLimits& l
 absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits, StreamSettings* out);
 
 // The catalog as `entitlement` (may be null) sees it, on top of the policy.
-void ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catalog* out);
+// Errors from counting its images (Dataset::UniqueImages).
+absl::Status ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catalog* out);
 void ToProto(const ResolvedSelection& selection, v1::CountResponse* out);
 v1::CommercialUse ToProto(storage::CommercialUse c);
 v1::Modality ToProto(storage::Modality m);

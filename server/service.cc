@@ -288,7 +288,7 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetCatalog(grpc::CallbackServerCon
                                                          v1::Catalog* response) {
   const Identity* identity;
   absl::Status s = Authenticate(ctx, &identity);
-  if (s.ok()) ToProto(*dataset_, identity ? &identity->entitlement : nullptr, response);
+  if (s.ok()) s = ToProto(*dataset_, identity ? &identity->entitlement : nullptr, response);
   return FinishUnary(ctx, s);
 }
 

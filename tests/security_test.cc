@@ -133,7 +133,15 @@ TEST_F(SecurityTest, TokensAuthenticateEntitleAndLimit) {
   auto count = a->Count(v1::Selection());
   ASSERT_TRUE(count.ok());
   EXPECT_EQ(count->total(), got.size());
-  EXPECT_EQ(a->GetCatalog()->tasks_size(), 2);
+  auto cat_a = a->GetCatalog();
+  ASSERT_TRUE(cat_a.ok());
+  EXPECT_EQ(cat_a->tasks_size(), 2);
+  // Its image count is of the images its instances use, not the store's.
+  std::set<std::string> images_a;
+  for (const auto& x : got) {
+    for (const auto& img : x.images()) images_a.insert(img.content_hash());
+  }
+  EXPECT_EQ(cat_a->unique_images(), images_a.size());
   v1::StreamRequest coco = all;
   coco.mutable_selection()->add_tasks("coco");
   std::vector<v1::Instance> none;
@@ -149,6 +157,7 @@ TEST_F(SecurityTest, TokensAuthenticateEntitleAndLimit) {
   auto cat_b = b->GetCatalog();
   ASSERT_TRUE(cat_b.ok());
   EXPECT_GT(cat_b->tasks_size(), 2);
+  EXPECT_GT(cat_b->unique_images(), cat_a->unique_images());
   // Large decoded images: far more bytes than transport buffers, so the first
   // stream stays open while the second is tried.
   v1::StreamRequest slow = all;
