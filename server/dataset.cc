@@ -67,7 +67,10 @@ absl::Status Dataset::BuildImageCensus() const {
     if (reader_ == nullptr) return absl::FailedPreconditionError("image census: the dataset has no reader");
     census_.emplace(ImageCensus::Build(*reader_));
   }
-  return census_->status();
+  const absl::Status& s = census_->status();
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat("image census (the catalog's unique_images through a policy or "
+                                             "token): scanning the instances failed: ", s.message()));
 }
 
 absl::StatusOr<uint64_t> Dataset::UniqueImages(const LicensePolicy* entitlement) const {
