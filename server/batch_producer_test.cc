@@ -128,8 +128,8 @@ TEST(BatchProducerTest, EveryPositionOnceInOrderWhateverTheTaskOrder) {
     const uint64_t n = rng() % 120;
     Fixture f(n);
     PlanParams pp;
-    pp.shuffled = rng() % 2;
-    pp.seed = rng();
+    pp.order.shuffled = rng() % 2;
+    pp.order.seed = rng();
     pp.shard_count = 1 + static_cast<uint32_t>(rng() % 3);
     pp.shard_index = static_cast<uint32_t>(rng() % pp.shard_count);
     auto plan = f.Plan(pp);
@@ -359,7 +359,7 @@ TEST(BatchProducerTest, EmptyRangeEndsAtOnce) {
 // with several threads: every stream gets all of its positions exactly once.
 TEST(BatchProducerTest, ConcurrentStreamsOnTheWorkerPool) {
   Fixture f(400);
-  auto plan = f.Plan({.shuffled = true, .seed = 5});
+  auto plan = f.Plan({.order = {.shuffled = true, .seed = 5}});
   ServingBudget budget(2 << 20);
   WorkerPool pool(3);
   struct Consumer {

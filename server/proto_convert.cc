@@ -160,13 +160,13 @@ absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits,
   out->plan_fingerprint = in.plan_fingerprint();
   switch (in.order()) {
     case v1::ORDER_UNSPECIFIED:
-    case v1::ORDER_SEQUENTIAL: out->plan.shuffled = false; break;
-    case v1::ORDER_SHUFFLED: out->plan.shuffled = true; break;
+    case v1::ORDER_SEQUENTIAL: out->plan.order.shuffled = false; break;
+    case v1::ORDER_SHUFFLED: out->plan.order.shuffled = true; break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("order: unknown value ", static_cast<int>(in.order())));
   }
-  out->plan.seed = in.seed();
-  out->plan.epoch = in.epoch();
+  out->plan.order.seed = in.seed();
+  out->plan.order.epoch = in.epoch();
   M3SERVE_RETURN_IF_ERROR(FromProto(in.instructions(), &out->build));
   out->build.seed = in.seed();
   out->build.epoch = in.epoch();

@@ -91,7 +91,7 @@ TEST(RequestFuzzTest, OnlyIssuedTokensAreAccepted) {
   sel->groups = {{"vqa-v2", "train", "zh"}, {"vqa-v2", "validation", "zh"}};
   sel->prefix = {0, 700, 1000};
   sel->digest = ContentHash("selection");
-  auto plan = StreamPlan::Create(sel, {3, 8, false, true, 17, 2}, "00112233445566778899aabbccddeeff",
+  auto plan = StreamPlan::Create(sel, {3, 8, false, {true, 17, 2}}, "00112233445566778899aabbccddeeff",
                                  "fuzz-key-0123456789");
   ASSERT_TRUE(plan.ok());
   std::mt19937_64 rng(7);

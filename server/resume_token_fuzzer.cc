@@ -37,14 +37,14 @@ std::vector<StreamPlan>& Plans() {
       M3_CHECK(plan.ok()) << plan.status();
       v->push_back(std::move(*plan));
     };
-    add(sel, {3, 8, false, true, 17, 2}, kVersion, kKey);
-    add(sel, {3, 8, false, true, 17, 3}, kVersion, kKey);   // another epoch
-    add(sel, {4, 8, false, true, 17, 2}, kVersion, kKey);   // another shard
-    add(sel, {0, 1, false, false, 0, 0}, kVersion, kKey);   // sequential, unsharded
-    add(sel, {3, 8, true, true, 17, 2}, kVersion, kKey);    // drop_remainder
-    add(other, {3, 8, false, true, 17, 2}, kVersion, kKey); // another selection
-    add(sel, {3, 8, false, true, 17, 2}, "ffeeddccbbaa99887766554433221100", kKey);
-    add(sel, {3, 8, false, true, 17, 2}, kVersion, "another-key");
+    add(sel, {3, 8, false, {true, 17, 2}}, kVersion, kKey);
+    add(sel, {3, 8, false, {true, 17, 3}}, kVersion, kKey);   // another epoch
+    add(sel, {4, 8, false, {true, 17, 2}}, kVersion, kKey);   // another shard
+    add(sel, {0, 1, false, {false, 0, 0}}, kVersion, kKey);   // sequential, unsharded
+    add(sel, {3, 8, true, {true, 17, 2}}, kVersion, kKey);    // drop_remainder
+    add(other, {3, 8, false, {true, 17, 2}}, kVersion, kKey); // another selection
+    add(sel, {3, 8, false, {true, 17, 2}}, "ffeeddccbbaa99887766554433221100", kKey);
+    add(sel, {3, 8, false, {true, 17, 2}}, kVersion, "another-key");
     return v;
   }();
   return *plans;

@@ -153,8 +153,8 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     auto plan = std::make_shared<const StreamPlan>(std::move(*setup.plan));
     M3_LOG(INFO) << "stream start peer=" << peer_ << " identity=" << IdentityName() << Describe(settings_.selection)
                  << ViewText(settings_.plan) << " plan=" << plan->fingerprint()
-                 << (settings_.plan.shuffled ? absl::StrCat(" shuffled seed=", settings_.plan.seed) : " sequential")
-                 << " epoch=" << settings_.plan.epoch << " from=" << setup.begin << " to=" << setup.end
+                 << (settings_.plan.order.shuffled ? absl::StrCat(" shuffled seed=", settings_.plan.order.seed) : " sequential")
+                 << " epoch=" << settings_.plan.order.epoch << " from=" << setup.begin << " to=" << setup.end
                  << " of " << plan->shard_size();
     ProducerOptions po;
     po.build = settings_.build;

@@ -110,14 +110,8 @@ StreamPlan::StreamPlan(std::shared_ptr<const EpochOrder> order, const PlanParams
 absl::StatusOr<StreamPlan> StreamPlan::Create(std::vector<OrderComponent> components, const PlanParams& params,
                                               std::string dataset_version, std::string token_key) {
   M3SERVE_RETURN_IF_ERROR(CheckView(params));
-  OrderParams op;
-  op.shuffled = params.shuffled;
-  op.seed = params.seed;
-  op.epoch = params.epoch;
-  op.epoch_size = params.epoch_size;
-  op.stratum = params.stratum;
   M3SERVE_ASSIGN_OR_RETURN(std::shared_ptr<const EpochOrder> order,
-                           EpochOrder::Create(std::move(components), op));
+                           EpochOrder::Create(std::move(components), params.order));
   return StreamPlan(std::move(order), params, std::move(dataset_version), std::move(token_key));
 }
 
@@ -160,9 +154,9 @@ std::string StreamPlan::Token(uint64_t next) const {
   auto version = Hash128::FromHex(version_);
   t.append(version ? std::string(version->Raw()) : std::string(16, '\0'));
   t.append(order_->components_digest().Raw().data(), 16);
-  t.push_back(params_.shuffled ? 1 : 0);
-  Put64(&t, params_.seed);
-  Put64(&t, params_.epoch);
+  t.push_back(params_.order.shuffled ? 1 : 0);
+  Put64(&t, params_.order.seed);
+  Put64(&t, params_.order.epoch);
   t += EncodeView(params_);
   Put64(&t, next);
   t += Mac(t);
@@ -220,10 +214,10 @@ absl::StatusOr<uint64_t> StreamPlan::Resume(absl::string_view token) const {
     return absl::InvalidArgumentError(absl::StrCat("resume_token was issued for ", ViewText(view),
                                                    "; the request asks for ", ViewText(EncodeView(params_))));
   }
-  if (shuffled != params_.shuffled || epoch != params_.epoch || (shuffled && seed != params_.seed)) {
+  if (shuffled != params_.order.shuffled || epoch != params_.order.epoch || (shuffled && seed != params_.order.seed)) {
     return absl::InvalidArgumentError(absl::StrCat("resume_token was issued for ", OrderText(shuffled, seed, epoch),
                                                    "; the request asks for ",
-                                                   OrderText(params_.shuffled, params_.seed, params_.epoch)));
+                                                   OrderText(params_.order.shuffled, params_.order.seed, params_.order.epoch)));
   }
   if (next > size_) {
     return absl::InvalidArgumentError(

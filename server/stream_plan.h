@@ -45,10 +45,8 @@ struct PlanParams {
   uint32_t shard_index = 0;
   uint32_t shard_count = 1;
   bool drop_remainder = false;  // both views
-  // Order.
-  bool shuffled = false;
-  uint64_t seed = 0;
-  uint64_t epoch = 0;
+  // Order: shuffle, seed, epoch, and a mixture's epoch size and stratum.
+  OrderParams order;
   // Schedule view.
   bool schedule = false;
   uint32_t world_size = 1;
@@ -57,9 +55,6 @@ struct PlanParams {
   uint32_t num_workers = 1;
   uint32_t worker = 0;
   uint64_t start_sample = 0;
-  // Epoch size (0: natural) and stratum (0: unstratified) of a mixture.
-  uint64_t epoch_size = 0;
-  uint64_t stratum = 0;
 };
 
 class StreamPlan {

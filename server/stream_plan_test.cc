@@ -43,7 +43,7 @@ TEST(StreamPlanTest, ShardsAreDisjointCompleteAndBalanced) {
       std::multiset<uint64_t> all;
       uint64_t min_size = ~0ull, max_size = 0;
       for (uint32_t i = 0; i < count; ++i) {
-        StreamPlan plan = Plan(sel, {i, count, false, shuffled, 17, 2});
+        StreamPlan plan = Plan(sel, {i, count, false, {shuffled, 17, 2}});
         min_size = std::min(min_size, plan.shard_size());
         max_size = std::max(max_size, plan.shard_size());
         for (uint64_t j = 0; j < plan.shard_size(); ++j) all.insert(Position(plan, j));
@@ -57,13 +57,13 @@ TEST(StreamPlanTest, ShardsAreDisjointCompleteAndBalanced) {
 
 TEST(StreamPlanTest, DropRemainderGivesEqualShards) {
   auto sel = Selection({25});
-  for (uint32_t i = 0; i < 8; ++i) EXPECT_EQ(Plan(sel, {i, 8, true, true, 1, 0}).shard_size(), 3u);
+  for (uint32_t i = 0; i < 8; ++i) EXPECT_EQ(Plan(sel, {i, 8, true, {true, 1, 0}}).shard_size(), 3u);
 }
 
 TEST(StreamPlanTest, ShuffleDependsOnSeedAndEpoch) {
   auto sel = Selection({100});
   auto order = [&](uint64_t seed, uint64_t epoch, bool shuffled) {
-    StreamPlan p = Plan(sel, {0, 1, false, shuffled, seed, epoch});
+    StreamPlan p = Plan(sel, {0, 1, false, {shuffled, seed, epoch}});
     std::vector<uint64_t> v;
     for (uint64_t j = 0; j < p.shard_size(); ++j) v.push_back(Position(p, j));
     return v;
@@ -85,18 +85,18 @@ TEST(StreamPlanTest, LocateMapsPositionsToGroups) {
 
 TEST(StreamPlanTest, TokensRoundTripAndNameMismatches) {
   auto sel = Selection({50});
-  StreamPlan plan = Plan(sel, {1, 4, false, true, 17, 2});
+  StreamPlan plan = Plan(sel, {1, 4, false, {true, 17, 2}});
   auto next = plan.Resume(plan.Token(7));
   ASSERT_THAT(next, IsOk());
   EXPECT_EQ(*next, 7u);
 
-  EXPECT_THAT(Plan(sel, {2, 4, false, true, 17, 2}).Resume(plan.Token(7)),
+  EXPECT_THAT(Plan(sel, {2, 4, false, {true, 17, 2}}).Resume(plan.Token(7)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sharding 1 of 4")));
-  EXPECT_THAT(Plan(sel, {1, 4, false, true, 17, 3}).Resume(plan.Token(7)),
+  EXPECT_THAT(Plan(sel, {1, 4, false, {true, 17, 3}}).Resume(plan.Token(7)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("epoch 2")));
-  EXPECT_THAT(Plan(Selection({51}), {1, 4, false, true, 17, 2}).Resume(plan.Token(7)),
+  EXPECT_THAT(Plan(Selection({51}), {1, 4, false, {true, 17, 2}}).Resume(plan.Token(7)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("different selection")));
-  auto other_version = StreamPlan::Create(sel, {1, 4, false, true, 17, 2},
+  auto other_version = StreamPlan::Create(sel, {1, 4, false, {true, 17, 2}},
                                           "ffeeddccbbaa99887766554433221100", "secret-key-0123456789");
   EXPECT_THAT(other_version->Resume(plan.Token(7)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dataset version")));
@@ -104,7 +104,7 @@ TEST(StreamPlanTest, TokensRoundTripAndNameMismatches) {
   tampered[tampered.size() - 20] ^= 1;  // flip a bit of the position
   EXPECT_THAT(plan.Resume(tampered),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("authentication failed")));
-  auto other_key = StreamPlan::Create(sel, {1, 4, false, true, 17, 2}, kVersion, "another-key-0123456789");
+  auto other_key = StreamPlan::Create(sel, {1, 4, false, {true, 17, 2}}, kVersion, "another-key-0123456789");
   EXPECT_THAT(other_key->Resume(plan.Token(7)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("authentication failed")));
   EXPECT_THAT(plan.Resume("garbage"),
@@ -152,11 +152,11 @@ TEST(StreamPlanTest, ElasticResumeConsumesEverySampleOnceProperty) {
     }
     PlanParams p;
     p.schedule = true;
-    p.shuffled = rng() % 2;
-    p.seed = rng();
-    p.epoch = rng() % 3;
+    p.order.shuffled = rng() % 2;
+    p.order.seed = rng();
+    p.order.epoch = rng() % 3;
     p.drop_remainder = rng() % 2;
-    if (m > 1 && rng() % 2) p.stratum = 1 + rng() % 16;
+    if (m > 1 && rng() % 2) p.order.stratum = 1 + rng() % 16;
     const uint64_t epoch = StreamPlan::Create(comps, p, kVersion, "key")->epoch_samples();
     std::vector<int> consumed(epoch, 0);
     uint64_t g = 0;
@@ -260,16 +260,16 @@ TEST(StreamPlanTest, ScheduleTokensNameTheGeometry) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rank 0 of world 2")));
   EXPECT_EQ(plan.fingerprint(), Plan(sel, q).fingerprint());  // the view is not the plan
   q = p;
-  q.seed = 9;
-  q.shuffled = true;
+  q.order.seed = 9;
+  q.order.shuffled = true;
   EXPECT_NE(plan.fingerprint(), Plan(sel, q).fingerprint());
 }
 
 TEST(StreamPlanTest, BadShardingIsInvalidArgument) {
   auto sel = Selection({5});
-  EXPECT_THAT(StreamPlan::Create(sel, {0, 0, false, false, 0, 0}, kVersion, "k"),
+  EXPECT_THAT(StreamPlan::Create(sel, {0, 0, false, {false, 0, 0}}, kVersion, "k"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sharding.count")));
-  EXPECT_THAT(StreamPlan::Create(sel, {3, 3, false, false, 0, 0}, kVersion, "k"),
+  EXPECT_THAT(StreamPlan::Create(sel, {3, 3, false, {false, 0, 0}}, kVersion, "k"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sharding.index")));
 }
 

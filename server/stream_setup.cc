@@ -28,10 +28,10 @@ absl::Status SetUpStream(const v1::StreamRequest& req, const Dataset& dataset,
   }
   out->licenses.assign(licenses.begin(), licenses.end());
   PlanParams params = settings.plan;
-  if (settings.mixture.epoch_size) params.epoch_size = *settings.mixture.epoch_size;
+  if (settings.mixture.epoch_size) params.order.epoch_size = *settings.mixture.epoch_size;
   if (settings.mixture.stratified) {
     // The stratum defaults to the job's global batch (or the message batch).
-    params.stratum = settings.mixture.stratum
+    params.order.stratum = settings.mixture.stratum
                          ? settings.mixture.stratum
                          : (params.schedule ? uint64_t{params.world_size} * params.batch_size
                                             : settings.batch_size);
