@@ -59,12 +59,6 @@ std::string Describe(const SelectionSpec& s) {
   return out.empty() ? " (everything)" : out;
 }
 
-std::string ViewText(const PlanParams& p) {
-  if (!p.schedule) return absl::StrCat(" shard=", p.shard_index, "/", p.shard_count);
-  return absl::StrCat(" rank=", p.rank, "/", p.world_size, " batch=", p.batch_size, " worker=", p.worker, "/",
-                      p.num_workers, " start_sample=", p.start_sample);
-}
-
 }  // namespace
 
 // One StreamInstances call: gRPC glue around the stream's BatchProducer. The
@@ -152,7 +146,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     licenses_ = std::move(setup.licenses);
     auto plan = std::make_shared<const StreamPlan>(std::move(*setup.plan));
     M3_LOG(INFO) << "stream start peer=" << peer_ << " identity=" << IdentityName() << Describe(settings_.selection)
-                 << ViewText(settings_.plan) << " plan=" << plan->fingerprint()
+                 << " view=[" << DescribeView(settings_.plan) << "]" << " plan=" << plan->fingerprint()
                  << (settings_.plan.order.shuffled ? absl::StrCat(" shuffled seed=", settings_.plan.order.seed) : " sequential")
                  << " epoch=" << settings_.plan.order.epoch << " from=" << setup.begin << " to=" << setup.end
                  << " of " << plan->shard_size();

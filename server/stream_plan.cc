@@ -163,18 +163,32 @@ std::string StreamPlan::Token(uint64_t next) const {
   return t;
 }
 
+std::string DescribeView(const PlanParams& p) {
+  const char* drop = p.drop_remainder ? "true" : "false";
+  if (!p.schedule) return absl::StrFormat("sharding %d of %d (drop_remainder %s)", p.shard_index, p.shard_count, drop);
+  return absl::StrFormat("schedule rank %d of world %d, batch %d, worker %d of %d, start sample %d (drop_remainder %s)",
+                         p.rank, p.world_size, p.batch_size, p.worker, p.num_workers, p.start_sample, drop);
+}
+
 std::string StreamPlan::ViewText(const std::string& view) const {
+  // The inverse of EncodeView.
   size_t pos = 0;
-  const bool schedule = Get(view, &pos, 1) != 0;
-  const uint64_t a = Get(view, &pos, 4), b = Get(view, &pos, 4), batch = Get(view, &pos, 4);
-  const uint64_t workers = Get(view, &pos, 4), worker = Get(view, &pos, 4), start = Get(view, &pos, 8);
-  const bool drop = Get(view, &pos, 1) != 0;
-  if (!schedule) {
-    return absl::StrFormat("sharding %d of %d (drop_remainder %s)", a, b, drop ? "true" : "false");
+  PlanParams p;
+  p.schedule = Get(view, &pos, 1) != 0;
+  const uint32_t a = static_cast<uint32_t>(Get(view, &pos, 4)), b = static_cast<uint32_t>(Get(view, &pos, 4));
+  p.batch_size = static_cast<uint32_t>(Get(view, &pos, 4));
+  p.num_workers = static_cast<uint32_t>(Get(view, &pos, 4));
+  p.worker = static_cast<uint32_t>(Get(view, &pos, 4));
+  p.start_sample = Get(view, &pos, 8);
+  p.drop_remainder = Get(view, &pos, 1) != 0;
+  if (p.schedule) {
+    p.world_size = a;
+    p.rank = b;
+  } else {
+    p.shard_index = a;
+    p.shard_count = b;
   }
-  return absl::StrFormat(
-      "schedule rank %d of world %d, batch %d, worker %d of %d, start sample %d (drop_remainder %s)", b, a,
-      batch, worker, workers, start, drop ? "true" : "false");
+  return DescribeView(p);
 }
 
 absl::StatusOr<uint64_t> StreamPlan::Resume(absl::string_view token) const {

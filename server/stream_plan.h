@@ -57,6 +57,10 @@ struct PlanParams {
   uint64_t start_sample = 0;
 };
 
+// "sharding 1 of 4 (drop_remainder false)", "schedule rank 0 of world 2, ...":
+// a view as logs and error messages name it.
+std::string DescribeView(const PlanParams& p);
+
 class StreamPlan {
  public:
   // InvalidArgument naming the field for a bad view (sharding.count /
