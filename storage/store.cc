@@ -77,9 +77,12 @@ rocksdb::ColumnFamilyOptions CfOptions(int cf, const std::shared_ptr<rocksdb::Ca
   return o;
 }
 
-// Read-only opens must not write to the store directory (it may be a
-// read-only volume shared by server replicas), so RocksDB's info log goes to
-// stderr, warnings and worse only.
+// RocksDB's info log goes to stderr, warnings and worse only, never to a LOG
+// file in the store: read-only opens must not write to the store directory (it
+// may be a read-only volume shared by server replicas), and RocksDB's own
+// file logger aborts the process (an assertion in Debian's build) on its next
+// line after a failed write, which a full disk or a file-size limit causes;
+// the store's real writes then fail cleanly with the error instead.
 class StderrLogger : public rocksdb::Logger {
  public:
   StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
@@ -243,18 +246,21 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   if (!exists && (options.read_only || !options.create_if_missing)) {
     return absl::NotFoundError(absl::StrCat("no m3serve store at ", options.path));
   }
+  if (!exists) {
+    // Made here, so RocksDB does not log an error about a missing directory.
+    std::filesystem::create_directories(options.path, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("cannot create the store directory ", options.path, ": ", ec.message()));
+  }
 
   rocksdb::DBOptions dbo;
   dbo.create_if_missing = !options.read_only && options.create_if_missing;
   dbo.create_missing_column_families = !options.read_only;
   dbo.max_background_jobs = 2;
-  dbo.keep_log_file_num = 3;
-  dbo.max_log_file_size = 8 << 20;
   dbo.bytes_per_sync = 1 << 20;
   // Column families flush together, so a crash without WAL (bulk_ingest)
   // still leaves them consistent with each other.
   dbo.atomic_flush = true;
-  if (options.read_only) dbo.info_log = std::make_shared<StderrLogger>();
+  dbo.info_log = std::make_shared<StderrLogger>();
 
   if (exists) {
     std::vector<std::string> names;
