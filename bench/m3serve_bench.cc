@@ -2,8 +2,10 @@
 // thing and prints one JSON object on stdout.
 //
 //   decode-limit  --db DIR --threads N --width W --height H [--seconds S]
-//       OpenCV decode (with the same reduced-JPEG choice) + resize + RGB of the
-//       store's images held in memory, N threads: the decode limit.
+//       The bare OpenCV loop a user writes: cv::imdecode (with the reduced-JPEG
+//       flag the target allows), resize to cover W x H, centre crop, BGR->RGB,
+//       over the store's images held in memory, N threads: the decode limit.
+//       Written here with OpenCV alone, not with the server's decoder.
 //   store-read    --db DIR [--seconds S]
 //       Read every image's bytes straight from the store in a tight loop.
 //   stream        --target T [--streams K] [--slow F] [--images decoded|encoded]
@@ -31,6 +33,10 @@
 #include "client/dataset_client.h"
 #include "common/cli.h"
 #include "common/json_writer.h"
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
 #include "server/image_transform.h"
 #include "storage/store.h"
 
@@ -98,6 +104,32 @@ absl::StatusOr<std::vector<LoadedImage>> LoadImages(const std::string& db) {
   return out;
 }
 
+// The peer's decode: OpenCV only. Fill: scale to cover the target, crop the
+// centre, convert to RGB into `rgb`. False when the bytes do not decode.
+bool BareOpenCvFill(const std::string& bytes, const storage::ImageMeta& meta, int width, int height,
+                    std::string* rgb) {
+  int flags = cv::IMREAD_COLOR;
+  if (meta.format == ImageFormat::kJpeg && meta.width && meta.height) {
+    const int f = server::ReducedDecodeFactor(meta.width, meta.height,
+                                              {uint32_t(width), uint32_t(height), server::ResizeMode::kFill});
+    flags = f == 8 ? cv::IMREAD_REDUCED_COLOR_8 : f == 4 ? cv::IMREAD_REDUCED_COLOR_4
+            : f == 2 ? cv::IMREAD_REDUCED_COLOR_2 : cv::IMREAD_COLOR;
+  }
+  cv::Mat bgr = cv::imdecode(cv::Mat(1, int(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())), flags);
+  if (bgr.empty()) return false;
+  const double src_w = meta.width ? meta.width : bgr.cols, src_h = meta.height ? meta.height : bgr.rows;
+  const double scale = std::max(width / src_w, height / src_h);
+  const int sw = std::max(1, int(std::lround(src_w * scale))), sh = std::max(1, int(std::lround(src_h * scale)));
+  cv::Mat scaled;
+  cv::resize(bgr, scaled, cv::Size(sw, sh), 0, 0, sw < bgr.cols ? cv::INTER_AREA : cv::INTER_LINEAR);
+  const int cw = std::min(width, scaled.cols), ch = std::min(height, scaled.rows);
+  rgb->assign(size_t(width) * height * 3, '\0');
+  cv::Mat out(height, width, CV_8UC3, rgb->data());
+  cv::cvtColor(scaled(cv::Rect((scaled.cols - cw) / 2, (scaled.rows - ch) / 2, cw, ch)),
+               out(cv::Rect((width - cw) / 2, (height - ch) / 2, cw, ch)), cv::COLOR_BGR2RGB);
+  return true;
+}
+
 int DecodeLimit(int argc, char** argv) {
   std::string db;
   int64_t threads = 2, width = 224, height = 224;
@@ -112,7 +144,7 @@ int DecodeLimit(int argc, char** argv) {
   if (!f.Parse(argc, argv, 2, &args).ok() || db.empty()) return Usage("decode-limit: bad flags");
   auto images = LoadImages(db);
   if (!images.ok() || images->empty()) return Usage("decode-limit: cannot load images");
-  server::ImageTarget target{static_cast<uint32_t>(width), static_cast<uint32_t>(height), server::ResizeMode::kFill};
+  cv::setNumThreads(1);  // one image per thread, as the server runs it
   std::atomic<uint64_t> done{0};
   std::atomic<bool> stop{false};
   const double cpu0 = CpuSeconds();
@@ -121,10 +153,9 @@ int DecodeLimit(int argc, char** argv) {
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       std::string rgb;
-      uint32_t w, h;
       for (size_t i = t; !stop.load(std::memory_order_relaxed); i += threads) {
         const auto& img = (*images)[i % images->size()];
-        if (server::DecodeToRgb(img.bytes, img.meta, target, &rgb, &w, &h).ok()) done++;
+        if (BareOpenCvFill(img.bytes, img.meta, int(width), int(height), &rgb)) done++;
       }
     });
   }

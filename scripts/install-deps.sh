@@ -21,6 +21,8 @@ PACKAGES=(
   libsimdjson-dev libxxhash-dev
   # images (only the three modules we use, not the full libopencv-dev)
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
+  # JPEG decode straight to RGB (libjpeg-turbo's libjpeg API; OpenCV uses the same library)
+  libjpeg62-turbo-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # metrics
