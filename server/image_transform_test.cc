@@ -101,7 +101,7 @@ TEST(ImageTransformTest, ReducedJpegDecodeEqualsOpenCv) {
     storage::ImageMeta meta{ImageFormat::kJpeg, uint32_t(w), uint32_t(h), jpeg.size()};
     for (ImageTarget t : {ImageTarget{224, 224, ResizeMode::kStretch}, ImageTarget{64, 64, ResizeMode::kStretch},
                           ImageTarget{100, 0, ResizeMode::kFit}, ImageTarget{0, 40, ResizeMode::kFit},
-                          ImageTarget{w, h, ResizeMode::kStretch}}) {
+                          ImageTarget{uint32_t(w), uint32_t(h), ResizeMode::kStretch}}) {
       const int factor = ReducedDecodeFactor(uint32_t(w), uint32_t(h), t);
       const int flags = factor == 8   ? cv::IMREAD_REDUCED_COLOR_8
                         : factor == 4 ? cv::IMREAD_REDUCED_COLOR_4
