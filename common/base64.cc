@@ -124,6 +124,14 @@ absl::Status Base64Decode(absl::string_view in, std::string* out) {
             " at offset ", base + k));
       }
     }
+    // Strict: the bits below the last whole byte must be zero (RFC 4648
+    // §3.5), so every byte string has exactly one encoding.
+    const bool stray = pad == 2 ? (b & 0x0F) != 0 : (c & 0x03) != 0;
+    if (stray) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid base64: non-zero padding bits in ", DescribeChar(p[i + (pad == 2 ? 1 : 2)]),
+          " at offset ", base + i + (pad == 2 ? 1 : 2), " (not canonical base64)"));
+    }
     uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12) | (uint32_t(c) << 6);
     out->push_back(static_cast<char>(v >> 16));
     if (pad == 1) out->push_back(static_cast<char>(v >> 8));

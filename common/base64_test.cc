@@ -69,5 +69,34 @@ TEST(Base64Test, RejectsUrlSafeAlphabet) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("character '-' at offset 2")));
 }
 
+TEST(Base64Test, RejectsNonZeroPaddingBits) {
+  std::string out;
+  // "Zm9vYg==" is "foob"; "Zm9vYh==" sets a bit below the last byte.
+  EXPECT_THAT(Base64Decode("Zm9vYh==", &out),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("non-zero padding bits in character 'h' at offset 5")));
+  // "Zm9vYmE=" is "fooba"; "Zm9vYmF=" sets a bit below the last byte.
+  EXPECT_THAT(Base64Decode("Zm9vYmF=", &out),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("non-zero padding bits in character 'F' at offset 6")));
+  // Only the canonical encoding of each one- and two-byte value is accepted:
+  // varying the bits below its last byte is refused.
+  constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (int len = 1; len <= 2; ++len) {
+    const int mask = len == 1 ? 0x0F : 0x03;
+    for (int v = 0; v < 256; ++v) {
+      std::string data(static_cast<size_t>(len), static_cast<char>(v));
+      const std::string enc = Base64Encode(data);
+      const size_t last = enc.size() - 1 - (len == 1 ? 2 : 1);
+      const int index = static_cast<int>(std::string(kAlphabet).find(enc[last]));
+      for (int low = 0; low <= mask; ++low) {
+        std::string alt = enc;
+        alt[last] = kAlphabet[(index & ~mask) | low];
+        EXPECT_EQ(Base64Decode(alt, &out).ok(), low == 0) << alt;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace m3serve

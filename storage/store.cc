@@ -1,11 +1,17 @@
 #include "storage/store.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdarg>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <system_error>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "rocksdb/cache.h"
@@ -93,6 +99,65 @@ class StderrLogger : public rocksdb::Logger {
     std::fprintf(stderr, "rocksdb: %s\n", buf);
   }
 };
+
+// Create an empty store at `path` atomically: it is built whole (every column
+// family and the schema record) in a hidden sibling directory and renamed into
+// place, so a kill during creation leaves no half-made store behind. `path`
+// may be missing or an empty directory. Leftovers of killed creations (their
+// process gone) are removed.
+absl::Status CreateStore(const std::string& path, const rocksdb::DBOptions& base,
+                         const std::vector<rocksdb::ColumnFamilyDescriptor>& descriptors) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path target = fs::absolute(fs::path(path), ec).lexically_normal();
+  if (target.has_filename() == false) target = target.parent_path();
+  const fs::path parent = target.parent_path();
+  fs::create_directories(parent, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create the directory ", parent.string(), ": ", ec.message()));
+  }
+  if (fs::exists(target, ec) && !fs::is_empty(target, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " exists and is not an m3serve store (no CURRENT file, and not empty)"));
+  }
+  const std::string prefix = absl::StrCat(".", target.filename().string(), ".creating.");
+  for (const auto& entry : fs::directory_iterator(parent, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!absl::StartsWith(name, prefix)) continue;
+    int pid = 0;
+    if (!absl::SimpleAtoi(name.substr(prefix.size()), &pid) || pid <= 0) continue;
+    if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) fs::remove_all(entry.path(), ec);
+  }
+  const fs::path tmp = parent / absl::StrCat(prefix, ::getpid());
+  fs::remove_all(tmp, ec);
+  {
+    rocksdb::DBOptions dbo = base;
+    dbo.create_if_missing = true;
+    dbo.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyHandle*> cfs;
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Status s = rocksdb::DB::Open(dbo, tmp.string(), descriptors, &cfs, &raw);
+    std::unique_ptr<rocksdb::DB> db(raw);
+    if (s.ok()) s = db->Put(rocksdb::WriteOptions(), cfs[kDefaultCf], kSchemaKey, kSchemaVersion);
+    if (s.ok()) s = db->Flush(rocksdb::FlushOptions(), cfs);
+    for (auto* cf : cfs) db->DestroyColumnFamilyHandle(cf);
+    if (s.ok()) s = db->Close();
+    db.reset();
+    if (!s.ok()) {
+      fs::remove_all(tmp, ec);
+      return FromRocksDbStatus(s, absl::StrCat("create the store ", path));
+    }
+  }
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    const int err = errno;
+    fs::remove_all(tmp, ec);
+    if (fs::exists(target / "CURRENT", ec)) return absl::OkStatus();  // made by another process
+    return absl::UnavailableError(
+        absl::StrCat("cannot create the store ", path, ": rename: ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -246,14 +311,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   if (!exists && (options.read_only || !options.create_if_missing)) {
     return absl::NotFoundError(absl::StrCat("no m3serve store at ", options.path));
   }
-  if (!exists) {
-    // Made here, so RocksDB does not log an error about a missing directory.
-    std::filesystem::create_directories(options.path, ec);
-    if (ec) return absl::UnavailableError(absl::StrCat("cannot create the store directory ", options.path, ": ", ec.message()));
-  }
-
   rocksdb::DBOptions dbo;
-  dbo.create_if_missing = !options.read_only && options.create_if_missing;
+  dbo.create_if_missing = false;
   dbo.create_missing_column_families = !options.read_only;
   dbo.max_background_jobs = 2;
   dbo.bytes_per_sync = 1 << 20;
@@ -262,7 +321,13 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   dbo.atomic_flush = true;
   dbo.info_log = std::make_shared<StderrLogger>();
 
-  if (exists) {
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (int i = 0; i < kNumColumnFamilies; ++i) {
+    descriptors.emplace_back(kColumnFamilyNames[i], CfOptions(i, impl->cache));
+  }
+  if (!exists) M3SERVE_RETURN_IF_ERROR(CreateStore(options.path, dbo, descriptors));
+
+  {
     std::vector<std::string> names;
     rocksdb::Status s = rocksdb::DB::ListColumnFamilies(dbo, options.path, &names);
     if (!s.ok()) return FromRocksDbStatus(s, absl::StrCat("open ", options.path));
@@ -277,10 +342,6 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     }
   }
 
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (int i = 0; i < kNumColumnFamilies; ++i) {
-    descriptors.emplace_back(kColumnFamilyNames[i], CfOptions(i, impl->cache));
-  }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =
       options.read_only

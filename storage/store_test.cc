@@ -1,8 +1,10 @@
 #include "storage/store.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
@@ -196,6 +198,46 @@ TEST_F(StoreTest, CheckpointOpensAsAStore) {
   EXPECT_EQ(VerifyStore(**copy)->digest, VerifyStore(*store)->digest);
   copy->reset();
   std::filesystem::remove_all(cp);
+}
+
+TEST_F(StoreTest, CreationIsAtomicAndCleansUpKilledCreations) {
+  namespace fs = std::filesystem;
+  // What a creation killed part-way leaves: a hidden sibling directory named
+  // after a process that is gone, holding a half-made database.
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  const fs::path leftover =
+      dir_.parent_path() / ("." + dir_.filename().string() + ".creating." + std::to_string(child));
+  fs::create_directories(leftover);
+  { std::ofstream(leftover / "MANIFEST-000001") << "half"; }
+  // Nothing sits at the store path itself, so readers see no store at all.
+  EXPECT_THAT(Store::Open({.path = dir_.string(), .read_only = true}),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  auto store = OpenRw();
+  ASSERT_NE(store, nullptr);
+  EXPECT_FALSE(fs::exists(leftover));
+  store.reset();
+  // A fresh store opens read-only with every column family present.
+  auto ro = Store::Open({.path = dir_.string(), .read_only = true});
+  ASSERT_THAT(ro, IsOk());
+  EXPECT_THAT((*ro)->ReadCatalog(), IsOk());
+  EXPECT_THAT((*ro)->ForEachProgress([](absl::string_view, const FileProgress&) { return true; }),
+              IsOk());
+}
+
+TEST_F(StoreTest, RefusesToCreateInANonEmptyDirectory) {
+  std::filesystem::create_directories(dir_);
+  { std::ofstream(dir_ / "notes.txt") << "mine"; }
+  EXPECT_THAT(Store::Open({.path = dir_.string()}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("exists and is not an m3serve store")));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "notes.txt"));
+  // An empty directory is fine.
+  std::filesystem::remove(dir_ / "notes.txt");
+  EXPECT_NE(OpenRw(), nullptr);
 }
 
 }  // namespace
