@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
+
 namespace m3serve {
 namespace {
 
@@ -70,6 +72,45 @@ void StreamingHash::AddRecord(absl::string_view data) {
 
 Hash128 StreamingHash::Finish() const {
   return FromXxh(XXH3_128bits_digest(static_cast<XXH3_state_t*>(state_)));
+}
+
+ChainedContentHash::ChainedContentHash() : block_(XXH3_createState()) {
+  XXH3_128bits_reset(static_cast<XXH3_state_t*>(block_));
+}
+
+ChainedContentHash::~ChainedContentHash() { XXH3_freeState(static_cast<XXH3_state_t*>(block_)); }
+
+void ChainedContentHash::Restore(const Hash128& chain, uint64_t chain_offset) {
+  chain_ = chain;
+  offset_ = chain_offset - chain_offset % kBlockBytes;
+  XXH3_128bits_reset(static_cast<XXH3_state_t*>(block_));
+}
+
+void ChainedContentHash::EndBlock() {
+  auto* st = static_cast<XXH3_state_t*>(block_);
+  Hash128 block = FromXxh(XXH3_128bits_digest(st));
+  std::string link = std::string(chain_.Raw()) + std::string(block.Raw());
+  chain_ = ContentHash(link);
+  XXH3_128bits_reset(st);
+}
+
+void ChainedContentHash::Update(absl::string_view data) {
+  auto* st = static_cast<XXH3_state_t*>(block_);
+  while (!data.empty()) {
+    const uint64_t room = kBlockBytes - offset_ % kBlockBytes;
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(room, data.size()));
+    XXH3_128bits_update(st, data.data(), take);
+    offset_ += take;
+    data.remove_prefix(take);
+    if (offset_ % kBlockBytes == 0) EndBlock();
+  }
+}
+
+Hash128 ChainedContentHash::Digest() const {
+  Hash128 block = FromXxh(XXH3_128bits_digest(static_cast<XXH3_state_t*>(block_)));
+  std::string tail = std::string(chain_.Raw()) + std::string(block.Raw());
+  for (int i = 0; i < 8; ++i) tail.push_back(static_cast<char>(offset_ >> (8 * i)));
+  return ContentHash(tail);
 }
 
 uint64_t Hash64(absl::string_view data, uint64_t seed) {

@@ -59,6 +59,37 @@ class StreamingHash {
 };
 
 // 64-bit XXH3 with a seed; used for deterministic pseudo-random choices.
+// The content hash of a byte stream fed in pieces of any size, which can be
+// saved at a block boundary and continued later (a resumed ingest re-reads
+// less than one block). Blocks of kBlockBytes are hashed separately and
+// chained; the result depends only on the bytes, never on how they were fed.
+class ChainedContentHash {
+ public:
+  static constexpr uint64_t kBlockBytes = 1 << 20;
+
+  ChainedContentHash();
+  ~ChainedContentHash();
+  ChainedContentHash(const ChainedContentHash&) = delete;
+  ChainedContentHash& operator=(const ChainedContentHash&) = delete;
+
+  // Continue from a state saved by chain() / chain_offset().
+  void Restore(const Hash128& chain, uint64_t chain_offset);
+  void Update(absl::string_view data);
+  // Bytes hashed so far.
+  uint64_t offset() const { return offset_; }
+  // The state at the last block boundary, and that boundary.
+  const Hash128& chain() const { return chain_; }
+  uint64_t chain_offset() const { return offset_ - (offset_ % kBlockBytes); }
+  // The hash of every byte so far (the stream may continue).
+  Hash128 Digest() const;
+
+ private:
+  void EndBlock();
+  void* block_;  // XXH3 state of the current block
+  Hash128 chain_;
+  uint64_t offset_ = 0;
+};
+
 uint64_t Hash64(absl::string_view data, uint64_t seed = 0);
 
 }  // namespace m3serve
