@@ -65,6 +65,7 @@ class Reader {
   }
   // Fails with `why` unless `cond` (a decoded field is out of its range).
   bool Check(bool cond, const char* why) { return cond || Fail(why); }
+  bool AtEnd() const { return in_.empty(); }
   absl::Status Done() {
     if (!error_.empty()) return absl::DataLossError(absl::StrCat("corrupt ", what_, " record: ", error_));
     if (!in_.empty()) return absl::DataLossError(absl::StrCat("corrupt ", what_, " record: trailing bytes"));
@@ -211,6 +212,16 @@ std::string EncodeFileProgress(const FileProgress& p) {
   w.Varint(p.ingested_rows);
   w.Varint(p.instances);
   w.Varint(p.rejected);
+  // Fields added later follow, so records written before them still decode.
+  w.Varint(p.size);
+  w.Varint(static_cast<uint64_t>(p.mtime_ns));
+  w.Varint(p.inode);
+  w.Varint(p.device);
+  w.Varint(static_cast<uint64_t>(p.checked_ns));
+  w.Raw(p.hash_chain.Raw());
+  w.Varint(p.hash_offset);
+  w.Raw(p.prefix_hash.Raw());
+  w.Varint(p.changed ? 1 : 0);
   return w.Take();
 }
 
@@ -222,6 +233,19 @@ absl::Status DecodeFileProgress(absl::string_view value, FileProgress* p) {
       r.Varint(&p->ingested_rows) && r.Varint(&p->instances) &&
       r.Varint(&p->rejected)) {
     p->complete = complete != 0;
+    if (!r.AtEnd()) {
+      uint64_t mtime = 0, checked = 0, changed = 0;
+      absl::string_view chain, prefix;
+      if (r.Varint(&p->size) && r.Varint(&mtime) && r.Varint(&p->inode) && r.Varint(&p->device) &&
+          r.Varint(&checked) && r.Raw(16, &chain) && r.Varint(&p->hash_offset) &&
+          r.Raw(16, &prefix) && r.Varint(&changed) && r.Check(changed <= 1, "changed flag out of range")) {
+        p->mtime_ns = static_cast<int64_t>(mtime);
+        p->checked_ns = static_cast<int64_t>(checked);
+        p->hash_chain = *Hash128::FromRaw(chain);
+        p->prefix_hash = *Hash128::FromRaw(prefix);
+        p->changed = changed != 0;
+      }
+    }
   }
   return r.Done();
 }

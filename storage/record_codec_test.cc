@@ -80,5 +80,39 @@ TEST(RecordCodecTest, OutOfRangeFieldsAreDataLoss) {
   EXPECT_THAT(DecodeFileProgress(progress, &p), StatusIs(absl::StatusCode::kDataLoss));
 }
 
+// Progress records written before the content-identity fields still decode
+// (the fields stay at their defaults, so the next run re-hashes the file), and
+// the new fields round-trip.
+TEST(RecordCodecTest, ProgressRecordsOfTheFirstLayoutStillDecode) {
+  FileProgress full{"xxh3c:9:ab", 9, 2, true, 2, 2, 0};
+  full.size = 9;
+  full.mtime_ns = 1'700'000'000'123'456'789;
+  full.inode = 77;
+  full.device = 2049;
+  full.checked_ns = 1'700'000'100'000'000'000;
+  full.hash_chain = ContentHash("c");
+  full.hash_offset = 1 << 20;
+  full.prefix_hash = ContentHash("p");
+  full.changed = true;
+  FileProgress back;
+  ASSERT_THAT(DecodeFileProgress(EncodeFileProgress(full), &back), IsOk());
+  EXPECT_EQ(back, full);
+
+  // The first layout: version, fingerprint, offset, line, complete, rows,
+  // instances, rejected.
+  const std::string old = std::string("\x01\x04v1:x", 6) + std::string("\x09\x02\x01\x02\x02\x00", 6);
+  FileProgress p;
+  ASSERT_THAT(DecodeFileProgress(old, &p), IsOk());
+  EXPECT_EQ(p.fingerprint, "v1:x");
+  EXPECT_EQ(p.offset, 9u);
+  EXPECT_TRUE(p.complete);
+  EXPECT_EQ(p.checked_ns, 0);
+  EXPECT_FALSE(p.changed);
+  // Cut inside the new fields: corrupt.
+  std::string cut = EncodeFileProgress(full);
+  cut.resize(cut.size() - 5);
+  EXPECT_THAT(DecodeFileProgress(cut, &p), StatusIs(absl::StatusCode::kDataLoss));
+}
+
 }  // namespace
 }  // namespace m3serve::storage

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -43,6 +44,9 @@ namespace {
 
 constexpr char kSchemaKey[] = "m3serve.schema";
 constexpr char kSchemaVersion[] = "1";
+// Present while images may be left without any instance referring to them.
+constexpr char kImageSweepKey[] = "m3serve.image_sweep_pending";
+constexpr char kIngestStatePrefix[] = "m3serve.ingest.";
 
 rocksdb::Slice ToSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 absl::string_view ToView(const rocksdb::Slice& s) { return absl::string_view(s.data(), s.size()); }
@@ -131,6 +135,12 @@ absl::Status CreateStore(const std::string& path, const rocksdb::DBOptions& base
   }
   const fs::path tmp = parent / absl::StrCat(prefix, ::getpid());
   fs::remove_all(tmp, ec);
+  // Made here, so RocksDB does not log an error about a missing directory.
+  fs::create_directories(tmp, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create the directory ", tmp.string(), ": ", ec.message()));
+  }
   {
     rocksdb::DBOptions dbo = base;
     dbo.create_if_missing = true;
@@ -197,6 +207,10 @@ struct StoreWriteBatch::Rep {
     rocksdb::Status s = batch.Put(SchemaCf(cf), ToSlice(key), ToSlice(value));
     if (status.ok() && !s.ok()) status = s;
   }
+  void Delete(int cf, absl::string_view key) {
+    rocksdb::Status s = batch.Delete(SchemaCf(cf), ToSlice(key));
+    if (status.ok() && !s.ok()) status = s;
+  }
 };
 
 StoreWriteBatch::StoreWriteBatch() : rep_(std::make_unique<Rep>()) {}
@@ -236,6 +250,29 @@ void StoreWriteBatch::PutImageCount(uint64_t n) {
 
 void StoreWriteBatch::PutProgress(absl::string_view source_key, const FileProgress& p) {
   rep_->Put(kProgressCf, source_key, EncodeFileProgress(p));
+}
+
+void StoreWriteBatch::DeleteProgress(absl::string_view source_key) {
+  rep_->Delete(kProgressCf, source_key);
+}
+
+void StoreWriteBatch::DeleteGroup(const GroupKey& group) {
+  rocksdb::Status s = rep_->batch.DeleteRange(SchemaCf(kInstancesCf), ToSlice(GroupPrefix(group)),
+                                              ToSlice(GroupUpperBound(group)));
+  if (rep_->status.ok() && !s.ok()) rep_->status = s;
+  rep_->Delete(kCatalogCf, CatalogCountKey(group));
+}
+
+void StoreWriteBatch::MarkImageSweepPending(bool pending) {
+  if (pending) {
+    rep_->Put(kDefaultCf, kImageSweepKey, "1");
+  } else {
+    rep_->Delete(kDefaultCf, kImageSweepKey);
+  }
+}
+
+void StoreWriteBatch::PutIngestState(absl::string_view name, absl::string_view value) {
+  rep_->Put(kDefaultCf, absl::StrCat(kIngestStatePrefix, name), value);
 }
 
 void StoreWriteBatch::Reserve(size_t bytes) {
@@ -532,6 +569,47 @@ absl::Status Store::DeleteImage(const Hash128& hash) {
   if (s.ok()) s = wb.Delete(impl_->cf(kImageMetaCf), ToSlice(hash.Raw()));
   if (s.ok()) s = impl_->db->Write(rocksdb::WriteOptions(), &wb);
   return FromRocksDbStatus(s, "delete image");
+}
+
+absl::StatusOr<std::optional<std::string>> Store::GetIngestState(absl::string_view name) const {
+  std::string v;
+  absl::Status s = impl_->Get(kDefaultCf, absl::StrCat(kIngestStatePrefix, name), &v, "ingest state");
+  if (absl::IsNotFound(s)) return std::optional<std::string>();
+  if (!s.ok()) return s;
+  return std::optional<std::string>(std::move(v));
+}
+
+absl::StatusOr<bool> Store::ImageSweepPending() const {
+  std::string v;
+  absl::Status s = impl_->Get(kDefaultCf, kImageSweepKey, &v, "image sweep mark");
+  if (absl::IsNotFound(s)) return false;
+  if (!s.ok()) return s;
+  return true;
+}
+
+absl::StatusOr<uint64_t> Store::SweepUnreferencedImages() {
+  if (read_only()) return absl::FailedPreconditionError("store is open read-only");
+  absl::flat_hash_set<Hash128> referenced;
+  M3SERVE_RETURN_IF_ERROR(ForEachInstance([&](Instance&& x) {
+    referenced.insert(x.images.begin(), x.images.end());
+    return true;
+  }));
+  StoreWriteBatch batch;
+  uint64_t kept = 0, deleted = 0;
+  M3SERVE_RETURN_IF_ERROR(ForEachImageMeta([&](const Hash128& h, const ImageMeta&) {
+    if (referenced.contains(h)) {
+      ++kept;
+    } else {
+      batch.rep_->Delete(kImagesCf, h.Raw());
+      batch.rep_->Delete(kImageMetaCf, h.Raw());
+      ++deleted;
+    }
+    return true;
+  }));
+  batch.PutImageCount(kept);
+  batch.MarkImageSweepPending(false);
+  M3SERVE_RETURN_IF_ERROR(Write(&batch));
+  return deleted;
 }
 
 absl::StatusOr<Catalog> Store::ReadCatalog() const {

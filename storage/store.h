@@ -60,6 +60,16 @@ class StoreWriteBatch {
   void PutCount(const GroupKey& group, uint64_t count);
   void PutImageCount(uint64_t unique_images);
   void PutProgress(absl::string_view source_key, const FileProgress& progress);
+  void DeleteProgress(absl::string_view source_key);
+  // Remove every instance of `group` and its catalog count, so the group can
+  // be ingested again from ordinal 0. Images the group alone referenced stay
+  // until SweepUnreferencedImages; MarkImageSweepPending(true) in the same
+  // batch makes sure a sweep follows even after a kill.
+  void DeleteGroup(const GroupKey& group);
+  void MarkImageSweepPending(bool pending);
+  // Small named values the ingest keeps with the data it commits (e.g. the
+  // committed length of a rejects file). Not part of the content digest.
+  void PutIngestState(absl::string_view name, absl::string_view value);
 
   // Pre-allocate room for `bytes` of operations (avoids regrowing the buffer
   // of a large batch). Only effective on an empty batch.
@@ -123,6 +133,15 @@ class Store {
 
   // Remove one image's bytes and metadata (operator repair; tests).
   absl::Status DeleteImage(const Hash128& hash);
+  // A value written by PutIngestState; nullopt when never written.
+  absl::StatusOr<std::optional<std::string>> GetIngestState(absl::string_view name) const;
+  // True after a batch with MarkImageSweepPending(true) until a sweep ran.
+  absl::StatusOr<bool> ImageSweepPending() const;
+  // Delete every image no instance references, set the unique image count to
+  // what remains and clear the pending mark, in one atomic write. Reads every
+  // instance record (not the image bytes). Returns the number deleted. Must
+  // not run concurrently with other writers of instances.
+  absl::StatusOr<uint64_t> SweepUnreferencedImages();
 
   // The whole catalog: tasks, counts, pools, unique image count, fingerprint.
   absl::StatusOr<Catalog> ReadCatalog() const;

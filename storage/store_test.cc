@@ -240,5 +240,47 @@ TEST_F(StoreTest, RefusesToCreateInANonEmptyDirectory) {
   EXPECT_NE(OpenRw(), nullptr);
 }
 
+TEST_F(StoreTest, DeleteGroupThenSweepLeavesAConsistentStore) {
+  auto store = OpenRw();
+  Populate(store.get());
+  StoreWriteBatch b;
+  b.DeleteGroup({"coco", "train", "en"});
+  b.MarkImageSweepPending(true);
+  ASSERT_THAT(store->Write(&b), IsOk());
+  EXPECT_TRUE(*store->ImageSweepPending());
+  // Both images are still used by the validation instance: nothing to sweep.
+  EXPECT_EQ(*store->SweepUnreferencedImages(), 0u);
+  EXPECT_FALSE(*store->ImageSweepPending());
+  auto c = store->ReadCatalog();
+  EXPECT_EQ(c->counts.count({"coco", "train", "en"}), 0u);
+  EXPECT_EQ(c->TotalInstances(), 1u);
+  auto v = VerifyStore(*store);
+  EXPECT_TRUE(v->ok()) << v->problems[0];
+
+  StoreWriteBatch b2;
+  b2.DeleteGroup({"coco", "validation", "en"});
+  ASSERT_THAT(store->Write(&b2), IsOk());
+  EXPECT_EQ(*store->SweepUnreferencedImages(), 2u);
+  EXPECT_EQ(store->ReadCatalog()->unique_images, 0u);
+  EXPECT_TRUE(VerifyStore(*store)->ok());
+}
+
+TEST_F(StoreTest, ProgressWithContentIdentityAndIngestStateRoundTrip) {
+  auto store = OpenRw();
+  FileProgress p{"fp", 100, 3, true, 2, 2, 1};
+  p.size = 100;
+  p.mtime_ns = 123456789;
+  p.hash_chain = ContentHash("chain");
+  p.prefix_hash = ContentHash("prefix");
+  p.changed = true;
+  StoreWriteBatch b;
+  b.PutProgress("src", p);
+  b.PutIngestState("rejects_length|/x", "42");
+  ASSERT_THAT(store->Write(&b), IsOk());
+  EXPECT_EQ(**store->GetProgress("src"), p);
+  EXPECT_EQ(**store->GetIngestState("rejects_length|/x"), "42");
+  EXPECT_FALSE(store->GetIngestState("other")->has_value());
+}
+
 }  // namespace
 }  // namespace m3serve::storage

@@ -104,13 +104,31 @@ struct Catalog {
 
 // Ingest progress of one source file, committed atomically with its rows.
 struct FileProgress {
-  std::string fingerprint;  // identity of the file content when it was started
+  std::string fingerprint;  // content identity of the whole file, set once complete
   uint64_t offset = 0;      // bytes consumed (start of the next unread line)
   uint64_t line = 0;        // lines consumed
   bool complete = false;
   uint64_t ingested_rows = 0;
   uint64_t instances = 0;
   uint64_t rejected = 0;
+  // The file as it was seen when read: a re-run that finds the same size,
+  // modification time and inode trusts its content without reading it (unless
+  // the modification was within kRacyNs of the check, or sources are verified).
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  uint64_t inode = 0;
+  uint64_t device = 0;
+  int64_t checked_ns = 0;  // wall-clock time of that look
+  // Content hash state of bytes [0, hash_offset) (a hash block boundary), so a
+  // resumed run re-reads less than one block to continue the hash.
+  Hash128 hash_chain;
+  uint64_t hash_offset = 0;
+  // Content hash of bytes [0, offset): a resumed run whose quick check fails
+  // re-hashes that much and compares.
+  Hash128 prefix_hash;
+  // The file changed while it was read: its rows are stale, and the next run
+  // ingests its group again.
+  bool changed = false;
   bool operator==(const FileProgress&) const = default;
 };
 
