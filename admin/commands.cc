@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "admin/progress_printer.h"
 #include "common/cli.h"
 #include "common/json_writer.h"
 #include "ingest/ingester.h"
@@ -57,14 +59,17 @@ int IngestCommand(int argc, char** argv) {
       progress = "auto";
   std::vector<std::string> tasks;
   int64_t threads = 0, max_line = 1ll << 30, max_pixels = 100'000'000, commit_bytes = 64ll << 20;
-  bool json = false;
+  bool json = false, verify_sources = false;
   FlagSet flags("m3serve-admin ingest --db DIR [flags] SOURCE...",
                 "Read M3IT / M3IT-80 repositories or canonical JSONL files into the store at DIR.\n"
                 "A SOURCE is an M3IT repository root (data/<category>/<folder>/...), an M3IT-80\n"
                 "root (data/<task>/<task>_<split>_<lang>.jsonl), or one canonical JSONL file\n"
                 "(instruction, inputs, image_base64_str, outputs, meta) with --task/--split/--lang.\n"
                 "Bad lines are written to the rejects file and never stop the run. Ingesting a\n"
-                "source again adds nothing; an interrupted ingest continues where it stopped.");
+                "source again adds nothing; an interrupted ingest continues where it stopped.\n"
+                "A file is known by the hash of its content: a re-run re-reads a file whose size,\n"
+                "modification time or inode changed, and ingests the group of a file whose\n"
+                "content changed again.");
   flags.String("db", &db, "store directory (created if missing)", "DIR");
   flags.String("task", &task, "task of a canonical JSONL SOURCE", "NAME");
   flags.String("split", &split, "split of a canonical JSONL SOURCE (train|validation|test)", "NAME");
@@ -79,6 +84,8 @@ int IngestCommand(int argc, char** argv) {
   flags.String("task-overrides", &overrides, "operator overrides of task metadata (same format)", "FILE");
   flags.String("progress", &progress, "auto | bar | log | none", "MODE");
   flags.Int("commit-bytes", &commit_bytes, "commit to the store every this many bytes of rows");
+  flags.Bool("verify-sources", &verify_sources,
+             "re-hash every ingested file, even when its size, time and inode are unchanged");
   flags.Bool("json", &json, "print a machine-readable summary on stdout");
   flags.set_epilog(
       "exit status:\n  0  all lines ingested\n  3  some lines rejected (see the rejects file); the rest was ingested\n"
@@ -92,10 +99,11 @@ int IngestCommand(int argc, char** argv) {
     return Usage("ingest", "--image-check must be header or decode");
   }
   ingest::IngestOptions options;
-  if (progress == "auto") options.progress = ingest::ProgressMode::kAuto;
-  else if (progress == "bar") options.progress = ingest::ProgressMode::kBar;
-  else if (progress == "log") options.progress = ingest::ProgressMode::kLog;
-  else if (progress == "none") options.progress = ingest::ProgressMode::kNone;
+  ProgressMode progress_mode;
+  if (progress == "auto") progress_mode = ProgressMode::kAuto;
+  else if (progress == "bar") progress_mode = ProgressMode::kBar;
+  else if (progress == "log") progress_mode = ProgressMode::kLog;
+  else if (progress == "none") progress_mode = ProgressMode::kNone;
   else return Usage("ingest", "--progress must be auto, bar, log or none");
   if (max_line <= 0 || max_pixels <= 0 || threads < 0 || commit_bytes <= 0) {
     return Usage("ingest",
@@ -118,7 +126,13 @@ int IngestCommand(int argc, char** argv) {
   options.images.max_pixels = static_cast<uint64_t>(max_pixels);
   options.images.full_decode = image_check == "decode";
   options.commit_bytes = static_cast<size_t>(commit_bytes);
+  options.verify_sources = verify_sources;
+  auto printer = std::make_unique<ProgressPrinter>(progress_mode);
+  options.on_progress = [&printer](const ingest::IngestProgress& p) {
+    printer->Update(p.bytes_done, p.bytes_total, p.rejected, p.final);
+  };
   auto report = ingest::Ingest(store->get(), *registry, options);
+  printer.reset();  // ends the bar's line before the summary
   if (!report.ok()) {
     Fatal("ingest", report.status());
     // After a failed write (disk full, file-size limit) RocksDB 7.8 can trip an
@@ -136,7 +150,8 @@ int IngestCommand(int argc, char** argv) {
     for (const auto& f : r.files) {
       w.BeginObject().Key("path").String(f.path).Key("rel_path").String(f.rel_path)
           .Key("task").String(f.group.task).Key("split").String(f.group.split)
-          .Key("lang").String(f.group.lang).Key("status").String(f.status)
+          .Key("lang").String(f.group.lang).Key("status").String(ingest::FileStatusName(f.status))
+          .Key("note").String(f.note)
           .Key("lines").Uint(f.lines).Key("empty_lines").Uint(f.empty_lines)
           .Key("rows").Uint(f.rows).Key("instances").Uint(f.instances)
           .Key("rejected").Uint(f.rejected).EndObject();
@@ -147,7 +162,8 @@ int IngestCommand(int argc, char** argv) {
         .Key("files").Uint(r.files.size()).Key("lines").Uint(r.lines)
         .Key("empty_lines").Uint(r.empty_lines).Key("rows").Uint(r.rows)
         .Key("instances").Uint(r.instances).Key("rejected").Uint(r.rejected)
-        .Key("new_images").Uint(r.new_images).Key("bytes_read").Uint(r.bytes_read)
+        .Key("new_images").Uint(r.new_images).Key("swept_images").Uint(r.swept_images)
+        .Key("bytes_read").Uint(r.bytes_read)
         .Key("seconds").Double(r.seconds).EndObject()
         .Key("rejects_file").String(r.rejected ? r.rejects_path : "")
         .Key("exit_code").Int(r.ExitCode()).EndObject();
@@ -158,8 +174,9 @@ int IngestCommand(int argc, char** argv) {
     for (const auto& f : r.files) {
       std::cout << Pad(f.rel_path, width) << Pad(f.group.ToString(), 28)
                 << absl::StrFormat("lines %-7d rows %-7d instances %-7d rejected %-5d %s", f.lines,
-                                   f.rows, f.instances, f.rejected, f.status)
-                << "\n";
+                                   f.rows, f.instances, f.rejected,
+                                   ingest::FileStatusName(f.status))
+                << (f.note.empty() ? "" : absl::StrCat(": ", f.note)) << "\n";
     }
     for (const auto& s : r.warnings) std::cout << "warning: " << s << "\n";
     std::cout << absl::StrFormat(

@@ -1,32 +1,47 @@
 #include "ingest/ingester.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 
 #include <simdjson.h>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/json_writer.h"
-#include "common/logging.h"
 #include "common/status_macros.h"
+#include "ingest/english_rows.h"
+#include "ingest/instruction_pool.h"
 #include "ingest/line_reader.h"
+#include "ingest/rejects_file.h"
+#include "ingest/source_check.h"
 
 namespace m3serve::ingest {
+
+absl::string_view FileStatusName(FileStatus status) {
+  switch (status) {
+    case FileStatus::kIngested: return "ingested";
+    case FileStatus::kResumed: return "resumed";
+    case FileStatus::kAlreadyIngested: return "already ingested";
+    case FileStatus::kReingested: return "re-ingested (changed)";
+    case FileStatus::kChanged: return "changed while read";
+    case FileStatus::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
 namespace {
 
 namespace dom = simdjson::dom;
@@ -34,17 +49,28 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kLfsPointerPrefix[] = "version https://git-lfs.github.com/spec/";
 
+// A reject record for a file other than the row file (an instruction pool).
+struct SideReject {
+  std::string path;
+  std::string reason;
+};
+
 // ---------------------------------------------------------------------------
 // Per-file state shared by the reader, the workers and the writer.
 
 struct JobState {
   const FileJob* job = nullptr;
   FileReport* report = nullptr;
+  SourceDecision decision;
   Mapping mapping = Mapping::kGeneric;
   std::shared_ptr<const TaskAux> aux;
   std::shared_ptr<const EnglishRows> english;
   std::vector<std::pair<std::string, std::vector<std::string>>> pools;  // (lang, instructions)
-  std::string fingerprint;
+  InstructionSource instructions;
+  std::vector<SideReject> side_rejects;  // written with the file's first item
+  std::string refuse;                    // the file is rejected with this reason, unread
+  SourceStat stat;                       // when the reader opened the file
+  int64_t opened_ns = 0;
   storage::FileProgress progress;  // owned by the writer after the first item
 };
 
@@ -60,221 +86,12 @@ struct WorkItem {
   JobState* job = nullptr;
   bool first_of_file = false;
   bool last_of_file = false;
-  std::string file_error;  // the whole file is rejected (line 0)
+  std::string file_error;   // the whole file is rejected (line 0), or a read error part-way
+  std::string fingerprint;  // last item: the file's content identity
+  std::string changed;      // last item: how the file changed while it was read
   LineChunk chunk;
   std::vector<LineResult> results;
   size_t budget = 0;  // bytes charged against the read-ahead limit
-};
-
-std::string JsonErrorReason(simdjson::error_code err) {
-  switch (err) {
-    case simdjson::UTF8_ERROR: return "invalid UTF-8 in the line";
-    case simdjson::DEPTH_ERROR: return "invalid JSON: nested deeper than 1024 levels";
-    case simdjson::EMPTY: return "invalid JSON: no value";
-    default:
-      return absl::StrCat("invalid JSON (truncated or malformed): ", simdjson::error_message(err));
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Instruction pools and side tables, loaded once per file path.
-
-void LoadPool(const PoolFile& pool, const std::string& task, std::vector<std::string>* out,
-              std::vector<std::string>* warnings) {
-  dom::parser parser;
-  if (absl::EndsWith(pool.path, ".json")) {
-    dom::element doc;
-    if (auto err = parser.load(pool.path).get(doc)) {
-      warnings->push_back(absl::StrCat(pool.path, ": not valid JSON (", simdjson::error_message(err),
-                                       "); no instruction pool for ", task));
-      return;
-    }
-    dom::array arr;
-    if (doc.get_array().get(arr)) {
-      dom::object obj;
-      if (doc.get_object().get(obj) || obj["instructions"].get_array().get(arr)) {
-        warnings->push_back(absl::StrCat(pool.path, ": expected a JSON array of strings"));
-        return;
-      }
-    }
-    size_t i = 0;
-    for (dom::element e : arr) {
-      std::string_view s;
-      if (e.get_string().get(s)) {
-        warnings->push_back(absl::StrCat(pool.path, ": entry ", i, " is not a string; skipped"));
-      } else {
-        out->emplace_back(s);
-      }
-      ++i;
-    }
-    return;
-  }
-  // JSONL: one JSON string, or an object with an "instruction" field, per line.
-  auto reader = LineReader::Open(pool.path, 0, 0, 64u << 20);
-  if (!reader.ok()) {
-    warnings->push_back(absl::StrCat("cannot read ", pool.path, ": ", reader.status().message()));
-    return;
-  }
-  LineChunk chunk;
-  while (!(*reader)->eof()) {
-    if (!(*reader)->Next(1 << 20, 4096, &chunk).ok()) break;
-    for (const auto& l : chunk.lines) {
-      absl::string_view text = chunk.text(l);
-      if (text.find_first_not_of(" \t") == absl::string_view::npos) continue;
-      dom::element e;
-      if (parser.parse(text.data(), text.size(), false).get(e)) {
-        warnings->push_back(absl::StrCat(pool.path, ":", l.number, ": not valid JSON; skipped"));
-        continue;
-      }
-      std::string_view s;
-      if (!e.get_string().get(s)) {
-        out->emplace_back(s);
-        continue;
-      }
-      dom::object obj;
-      if (!e.get_object().get(obj)) {
-        // {"instruction": "..."}, {"instructions": [...]}, or {"<task>": "..." | [...]};
-        // a "task" / "dataset" field naming another task skips the line.
-        std::string_view t;
-        if ((!obj["task"].get_string().get(t) || !obj["dataset"].get_string().get(t)) && t != task) {
-          continue;
-        }
-        size_t before = out->size();
-        auto take = [&](dom::element v) {
-          std::string_view one;
-          dom::array many;
-          if (!v.get_string().get(one)) {
-            out->emplace_back(one);
-          } else if (!v.get_array().get(many)) {
-            for (dom::element item : many) {
-              if (!item.get_string().get(one)) out->emplace_back(one);
-            }
-          }
-        };
-        for (const char* key : {"instruction", "instructions"}) {
-          dom::element v;
-          if (!obj[key].get(v)) take(v);
-        }
-        dom::element v;
-        if (!obj[std::string_view(task)].get(v)) take(v);
-        if (out->size() > before) continue;
-      }
-      warnings->push_back(absl::StrCat(pool.path, ":", l.number,
-                                       ": expected a string or an object with \"instruction\"; skipped"));
-    }
-  }
-}
-
-std::shared_ptr<const EnglishRows> LoadEnglishRows(const FileJob& job, const IngestOptions& o) {
-  auto rows = std::make_shared<EnglishRows>();
-  rows->rel_path = job.raw_rel_path;
-  auto reader = LineReader::Open(job.raw_path, 0, 0, o.max_line_bytes);
-  if (!reader.ok()) {
-    rows->file_error = std::string(reader.status().message());
-    return rows;
-  }
-  dom::parser parser;
-  LineChunk chunk;
-  while (!(*reader)->eof()) {
-    absl::Status s = (*reader)->Next(o.chunk_bytes, o.chunk_lines, &chunk);
-    if (!s.ok()) {
-      rows->file_error = std::string(s.message());
-      break;
-    }
-    for (const auto& l : chunk.lines) {
-      EnglishRows::Row& row = rows->by_line[l.number];
-      if (l.oversize) {
-        row.error = "line above --max-line-bytes";
-        continue;
-      }
-      absl::string_view text = chunk.text(l);
-      if (text.find_first_not_of(" \t") == absl::string_view::npos) {
-        rows->by_line.erase(l.number);
-        continue;
-      }
-      dom::element e;
-      if (auto err = parser.parse(text.data(), text.size(), false).get(e)) {
-        row.error = JsonErrorReason(err);
-        continue;
-      }
-      dom::object obj;
-      if (e.get_object().get(obj)) {
-        row.error = "not a JSON object";
-        continue;
-      }
-      absl::Status is = ExtractImages(obj, o.images, &row.images);
-      if (!is.ok()) row.error = std::string(is.message());
-      dom::element id;
-      std::string_view sid;
-      int64_t iid;
-      if (!obj["id"].get(id)) {
-        if (!id.get_string().get(sid)) rows->line_of_id[std::string(sid)] = l.number;
-        else if (!id.get_int64().get(iid)) rows->line_of_id[absl::StrCat(iid)] = l.number;
-      }
-    }
-  }
-  return rows;
-}
-
-// ---------------------------------------------------------------------------
-// Progress display.
-
-class ProgressPrinter {
- public:
-  explicit ProgressPrinter(ProgressMode mode) : start_(Clock::now()), last_(start_) {
-    if (mode == ProgressMode::kAuto) mode = ::isatty(STDERR_FILENO) ? ProgressMode::kBar : ProgressMode::kLog;
-    mode_ = mode;
-  }
-  void Update(uint64_t done, uint64_t total, uint64_t rejects, bool force) {
-    if (mode_ == ProgressMode::kNone) return;
-    // In log mode a final line is only worth printing after periodic ones.
-    if (force && mode_ == ProgressMode::kLog && !logged_) return;
-    total_ = std::max(total, done);
-    auto now = Clock::now();
-    double since = std::chrono::duration<double>(now - last_).count();
-    if (!force && since < (mode_ == ProgressMode::kBar ? 0.25 : 10.0)) return;
-    last_ = now;
-    double secs = std::chrono::duration<double>(now - start_).count();
-    double rate = secs > 0 ? done / secs : 0;
-    double frac = total_ ? std::min(1.0, double(done) / double(total_)) : 1.0;
-    double eta = rate > 0 && total_ > done ? (total_ - done) / rate : 0;
-    std::string line = absl::StrFormat("%5.1f%% %s / %s  %s/s  ETA %s  rejected %d", frac * 100,
-                                       Bytes(done), Bytes(total_), Bytes(uint64_t(rate)),
-                                       Duration(eta), rejects);
-    if (mode_ == ProgressMode::kBar) {
-      int width = 30, fill = static_cast<int>(frac * width);
-      std::string bar = "[" + std::string(fill, '#') + std::string(width - fill, '.') + "] ";
-      std::fprintf(stderr, "\r%s%s\x1b[K", bar.c_str(), line.c_str());
-      bar_drawn_ = true;
-    } else {
-      M3_LOG(INFO) << "ingest progress: " << line;
-      logged_ = true;
-    }
-  }
-  void Finish() {
-    if (bar_drawn_) std::fprintf(stderr, "\n");
-  }
-  static std::string Bytes(uint64_t b) {
-    const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-    double v = double(b);
-    int u = 0;
-    while (v >= 1000 && u < 4) {
-      v /= 1000;
-      ++u;
-    }
-    return u == 0 ? absl::StrFormat("%.0f %s", v, units[u]) : absl::StrFormat("%.1f %s", v, units[u]);
-  }
-  static std::string Duration(double s) {
-    int t = static_cast<int>(s);
-    return absl::StrFormat("%d:%02d:%02d", t / 3600, (t / 60) % 60, t % 60);
-  }
-
- private:
-  ProgressMode mode_;
-  uint64_t total_ = 0;
-  Clock::time_point start_, last_;
-  bool bar_drawn_ = false;
-  bool logged_ = false;
 };
 
 // ---------------------------------------------------------------------------
@@ -282,24 +99,32 @@ class ProgressPrinter {
 
 class Pipeline {
  public:
-  Pipeline(storage::Store* store, const IngestOptions& options, int workers)
-      : store_(store), options_(options), workers_(workers) {}
+  Pipeline(storage::Store* store, const IngestOptions& options, int workers,
+           std::map<std::pair<std::string, std::string>, std::vector<std::string>> stored_pools)
+      : store_(store), options_(options), workers_(workers), stored_pools_(std::move(stored_pools)) {}
 
   absl::Status Run(std::vector<JobState>* jobs, IngestReport* report);
 
  private:
   void ReaderLoop(std::vector<JobState>* jobs);
+  void ReadFile(JobState* js, uint64_t* seq);
   void WorkerLoop();
   void ProcessLines(WorkItem* item, dom::parser* parser);
   absl::Status WriteItem(WorkItem* item, IngestReport* report);
   absl::Status Commit(bool force);
-  absl::Status FlushRejects();
-  absl::Status PrepareJob(JobState* js, bool* skip);
+  absl::Status OpenRejects(bool only_to_cut);
+  absl::Status PrepareJob(JobState* js);
+  void PrepareInstructions(JobState* js);
   void Emit(std::unique_ptr<WorkItem> item);
+  void EmitFileReject(JobState* js, uint64_t* seq, std::string reason);
+  void Reject(const std::string& path, const FileJob& job, uint64_t line, const std::string& reason,
+              IngestReport* report);
 
   storage::Store* store_;
   const IngestOptions& options_;
   int workers_;
+  // Pools committed by earlier runs, (task, lang) -> instructions.
+  const std::map<std::pair<std::string, std::string>, std::vector<std::string>> stored_pools_;
 
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_, space_cv_;
@@ -309,53 +134,77 @@ class Pipeline {
   bool reader_done_ = false;
   bool abort_ = false;
   size_t inflight_bytes_ = 0, inflight_items_ = 0;
-  std::atomic<uint64_t> total_bytes_{0};
 
-  // Caches (reader thread only).
+  // Reader-thread state.
   std::map<std::string, std::shared_ptr<const TaskAux>> aux_cache_;
+  std::map<std::string, absl::StatusOr<std::vector<std::string>>> pool_cache_;
+  std::set<std::string> pool_rejected_;
   std::shared_ptr<const EnglishRows> english_;
   std::string english_path_;
-  std::map<std::string, std::vector<std::string>> pool_cache_;
   std::vector<std::string> reader_warnings_;
+  std::atomic<uint64_t> total_bytes_{0};
 
-  // Writer state.
+  // Writer-thread state.
   storage::StoreWriteBatch batch_;
+  std::vector<std::string> pending_rejects_;
+  std::unique_ptr<RejectsFile> rejects_;
   std::map<storage::GroupKey, uint64_t> counts_;
   std::map<std::pair<std::string, std::string>, std::vector<std::string>> pools_;
   absl::flat_hash_set<Hash128> known_images_;
   uint64_t unique_images_ = 0;
   uint64_t processed_bytes_ = 0;
-  std::vector<std::string> pending_rejects_;
-  std::unique_ptr<std::ofstream> rejects_out_;
 };
 
-absl::Status Pipeline::PrepareJob(JobState* js, bool* skip) {
+// Where the rows of a file without their own instruction get one, and whether
+// that is usable: the file's pool files (each must load whole), else a pool an
+// earlier run committed for the task.
+void Pipeline::PrepareInstructions(JobState* js) {
   const FileJob& job = *js->job;
-  FileReport& rep = *js->report;
-  *skip = false;
-  M3SERVE_ASSIGN_OR_RETURN(std::optional<storage::FileProgress> stored,
-                           store_->GetProgress(job.ProgressKey()));
-  auto fp = FileFingerprint(job.path);
-  if (fp.ok()) js->fingerprint = *fp;
-  if (stored.has_value()) {
-    if (fp.ok() && stored->fingerprint != *fp) {
-      rep.status = "failed";
-      return absl::FailedPreconditionError(absl::StrCat(
-          "file changed since it was ingested into this store (", stored->fingerprint, " -> ", *fp,
-          "); ingest it into a new store"));
+  InstructionSource& src = js->instructions;
+  std::vector<std::string> all;
+  for (const auto& pool : job.pools) {
+    std::string key = pool.path + "|" + job.group.task;
+    auto it = pool_cache_.find(key);
+    if (it == pool_cache_.end()) {
+      it = pool_cache_.emplace(key, LoadInstructionPool(pool.path, job.group.task)).first;
     }
-    if (stored->complete) {
-      rep.status = "already ingested";
-      *skip = true;
-      return absl::OkStatus();
+    if (!it->second.ok()) {
+      std::string msg(it->second.status().message());
+      if (!absl::StartsWith(msg, pool.path)) msg = absl::StrCat(pool.path, ": ", msg);
+      src.problem = absl::StrCat("the task's instruction pool is unusable (", msg, ")");
+      if (pool_rejected_.insert(key).second) {
+        js->side_rejects.push_back({pool.path, absl::StrCat("instruction pool unusable: ", msg)});
+      }
+      js->pools.clear();
+      return;
     }
-    js->progress = *stored;
-    rep.status = "resumed";
-  } else {
-    js->progress = storage::FileProgress{};
-    js->progress.fingerprint = fp.ok() ? *fp : "";
-    rep.status = "ingested";
+    js->pools.emplace_back(pool.lang, *it->second);
+    all.insert(all.end(), it->second->begin(), it->second->end());
   }
+  if (!js->pools.empty()) {
+    src.pool_usable = true;
+    src.placeholders = PlaceholdersIn(all);
+    return;
+  }
+  for (const std::string& lang : {job.group.lang, job.task.default_lang}) {
+    auto it = stored_pools_.find({job.group.task, lang});
+    if (it != stored_pools_.end() && !it->second.empty()) {
+      src.pool_usable = true;
+      src.placeholders = PlaceholdersIn(it->second);
+      return;
+    }
+  }
+  src.problem = job.format == RowFormat::kM3it80Translated
+                    ? absl::StrCat("there is no instruction pool for ", job.group.task, " in ",
+                                   job.group.lang, " (data/instructions/", job.group.lang, ".jsonl)")
+                : job.task_dir.empty()
+                    ? absl::StrCat("the store holds no instruction pool for task ", job.group.task)
+                    : absl::StrCat("the task folder ", job.task_dir,
+                                   " has no instructions.json / instruction.json");
+}
+
+absl::Status Pipeline::PrepareJob(JobState* js) {
+  const FileJob& job = *js->job;
   js->mapping = job.format == RowFormat::kM3it80Translated ? Mapping::kTranslated
                 : job.format == RowFormat::kCanonical     ? Mapping::kGeneric
                                                           : MappingForTask(job.group.task, job.variant);
@@ -374,7 +223,8 @@ absl::Status Pipeline::PrepareJob(JobState* js, bool* skip) {
   }
   if (js->mapping == Mapping::kTranslated) {
     if (english_path_ != job.raw_path) {
-      english_ = LoadEnglishRows(job, options_);
+      english_ = LoadEnglishRows(job.raw_path, job.raw_rel_path, options_.images,
+                                 options_.max_line_bytes);
       english_path_ = job.raw_path;
       if (!english_->file_error.empty()) {
         reader_warnings_.push_back(absl::StrCat("cannot read English rows ", job.raw_rel_path, ": ",
@@ -383,16 +233,7 @@ absl::Status Pipeline::PrepareJob(JobState* js, bool* skip) {
     }
     js->english = english_;
   }
-  for (const auto& pool : job.pools) {
-    std::string key = pool.path + "|" + job.group.task;
-    auto it = pool_cache_.find(key);
-    if (it == pool_cache_.end()) {
-      std::vector<std::string> list;
-      LoadPool(pool, job.group.task, &list, &reader_warnings_);
-      it = pool_cache_.emplace(key, std::move(list)).first;
-    }
-    js->pools.emplace_back(pool.lang, it->second);
-  }
+  PrepareInstructions(js);
   return absl::OkStatus();
 }
 
@@ -411,6 +252,72 @@ void Pipeline::Emit(std::unique_ptr<WorkItem> item) {
   work_cv_.notify_one();
 }
 
+void Pipeline::EmitFileReject(JobState* js, uint64_t* seq, std::string reason) {
+  auto item = std::make_unique<WorkItem>();
+  item->seq = (*seq)++;
+  item->job = js;
+  item->first_of_file = item->last_of_file = true;
+  item->file_error = std::move(reason);
+  Emit(std::move(item));
+}
+
+void Pipeline::ReadFile(JobState* js, uint64_t* seq) {
+  const FileJob& job = *js->job;
+  auto file_reject = [&](std::string reason) { EmitFileReject(js, seq, std::move(reason)); };
+  if (!js->refuse.empty()) return file_reject(js->refuse);
+  absl::Status prep = PrepareJob(js);
+  if (!prep.ok()) return file_reject(std::string(prep.message()));
+  const storage::FileProgress& from = js->decision.progress;
+  const bool resume = js->decision.action == SourceDecision::kResume;
+  LineReader::HashResume hash_resume{from.hash_chain, from.hash_offset};
+  auto reader = LineReader::Open(job.path, resume ? from.offset : 0, resume ? from.line : 0,
+                                 options_.max_line_bytes, resume ? &hash_resume : nullptr);
+  if (!reader.ok()) return file_reject(std::string(reader.status().message()));
+  js->stat = (*reader)->stat_at_open();
+  js->opened_ns = WallClockNs();
+  if (js->stat.size == 0) {
+    return file_reject("file is empty (0 bytes); a Git LFS object that was not fetched?");
+  }
+  const uint64_t start = resume ? from.offset : 0;
+  total_bytes_ += js->stat.size > start ? js->stat.size - start : 0;
+  bool first = true;
+  do {
+    auto item = std::make_unique<WorkItem>();
+    item->seq = (*seq)++;
+    item->job = js;
+    item->first_of_file = first;
+    absl::Status s = (*reader)->Next(options_.chunk_bytes, options_.chunk_lines, &item->chunk);
+    if (!s.ok()) {
+      item->file_error = std::string(s.message());
+      item->last_of_file = true;
+      Emit(std::move(item));
+      return;
+    }
+    if (first && start == 0 && !item->chunk.lines.empty() &&
+        absl::StartsWith(item->chunk.text(item->chunk.lines[0]), kLfsPointerPrefix)) {
+      item->chunk.lines.clear();
+      item->file_error = "file is a Git LFS pointer, not the data: run `git lfs pull` in the repository";
+      item->last_of_file = true;
+      Emit(std::move(item));
+      return;
+    }
+    if (options_.after_chunk_for_testing) {
+      options_.after_chunk_for_testing(job.path, item->chunk.end_offset);
+    }
+    item->last_of_file = item->chunk.eof;
+    if (item->last_of_file) {
+      absl::StatusOr<std::string> fp = (*reader)->FinishUnchanged();
+      if (fp.ok()) {
+        item->fingerprint = *fp;
+      } else {
+        item->changed = std::string(fp.status().message());
+      }
+    }
+    first = false;
+    Emit(std::move(item));
+  } while (!(*reader)->eof());
+}
+
 void Pipeline::ReaderLoop(std::vector<JobState>* jobs) {
   uint64_t seq = 0;
   for (JobState& js : *jobs) {
@@ -418,64 +325,8 @@ void Pipeline::ReaderLoop(std::vector<JobState>* jobs) {
       std::lock_guard<std::mutex> lock(mu_);
       if (abort_) break;
     }
-    const FileJob& job = *js.job;
-    bool skip = false;
-    absl::Status prep = PrepareJob(&js, &skip);
-    auto file_reject = [&](std::string reason) {
-      auto item = std::make_unique<WorkItem>();
-      item->seq = seq++;
-      item->job = &js;
-      item->first_of_file = item->last_of_file = true;
-      item->file_error = std::move(reason);
-      Emit(std::move(item));
-    };
-    if (!prep.ok()) {
-      file_reject(std::string(prep.message()));
-      continue;
-    }
-    if (skip) continue;
-    std::error_code ec;
-    std::filesystem::path p(job.path);
-    if (std::filesystem::is_directory(p, ec)) {
-      file_reject("is a directory, not a JSONL file");
-      continue;
-    }
-    uint64_t size = std::filesystem::file_size(p, ec);
-    if (!ec && size == 0) {
-      file_reject("file is empty (0 bytes); a Git LFS object that was not fetched?");
-      continue;
-    }
-    auto reader = LineReader::Open(job.path, js.progress.offset, js.progress.line, options_.max_line_bytes);
-    if (!reader.ok()) {
-      file_reject(std::string(reader.status().message()));
-      continue;
-    }
-    total_bytes_ += size > js.progress.offset ? size - js.progress.offset : 0;
-    bool first = true;
-    do {
-      auto item = std::make_unique<WorkItem>();
-      item->seq = seq++;
-      item->job = &js;
-      item->first_of_file = first;
-      absl::Status s = (*reader)->Next(options_.chunk_bytes, options_.chunk_lines, &item->chunk);
-      if (!s.ok()) {
-        item->file_error = std::string(s.message());
-        item->last_of_file = true;
-        Emit(std::move(item));
-        break;
-      }
-      if (first && js.progress.offset == 0 && !item->chunk.lines.empty() &&
-          absl::StartsWith(item->chunk.text(item->chunk.lines[0]), kLfsPointerPrefix)) {
-        item->chunk.lines.clear();
-        item->file_error = "file is a Git LFS pointer, not the data: run `git lfs pull` in the repository";
-        item->last_of_file = true;
-        Emit(std::move(item));
-        break;
-      }
-      item->last_of_file = item->chunk.eof;
-      first = false;
-      Emit(std::move(item));
-    } while (!(*reader)->eof());
+    if (js.decision.action == SourceDecision::kSkip && js.refuse.empty()) continue;
+    ReadFile(&js, &seq);
   }
   std::lock_guard<std::mutex> lock(mu_);
   reader_done_ = true;
@@ -507,17 +358,20 @@ void Pipeline::ProcessLines(WorkItem* item, dom::parser* parser) {
       continue;
     }
     dom::element row;
+    absl::Status s;
     if (auto err = parser->parse(text.data(), text.size(), false).get(row)) {
-      r.kind = LineResult::kRejected;
-      r.reason = JsonErrorReason(err);
+      s = absl::InvalidArgumentError(JsonErrorReason(err));
     } else {
       ctx.line = l.number;
-      absl::Status s = MapRow(row, ctx, &r.instances);
-      if (!s.ok()) {
-        r.kind = LineResult::kRejected;
-        r.reason = std::string(s.message());
-        r.instances.clear();
+      s = MapRow(row, ctx, &r.instances);
+      for (size_t k = 0; s.ok() && k < r.instances.size(); ++k) {
+        s = CheckInstruction(r.instances[k], js.instructions);
       }
+    }
+    if (!s.ok()) {
+      r.kind = LineResult::kRejected;
+      r.reason = std::string(s.message());
+      r.instances.clear();
     }
     if (text.size() > (64u << 20)) *parser = dom::parser();  // give back a huge buffer
   }
@@ -537,7 +391,7 @@ void Pipeline::WorkerLoop() {
       item = std::move(work_.front());
       work_.pop_front();
     }
-    if (item->file_error.empty()) ProcessLines(item.get(), &parser);
+    if (item->file_error.empty() || !item->chunk.lines.empty()) ProcessLines(item.get(), &parser);
     std::lock_guard<std::mutex> lock(mu_);
     uint64_t seq = item->seq;
     done_.emplace(seq, std::move(item));
@@ -545,32 +399,70 @@ void Pipeline::WorkerLoop() {
   }
 }
 
-absl::Status Pipeline::FlushRejects() {
-  if (pending_rejects_.empty()) return absl::OkStatus();
-  if (!rejects_out_) {
-    rejects_out_ = std::make_unique<std::ofstream>(options_.rejects_path, std::ios::app);
-    if (!*rejects_out_) {
-      return absl::UnavailableError(absl::StrCat("cannot open rejects file ", options_.rejects_path));
+// Rejects reach the file before the batch that covers their lines commits,
+// and the batch records the file's new length: a failed write fails the
+// commit (a re-run writes them again), and records of a commit that never
+// happened are cut off by the next run.
+absl::Status Pipeline::Commit(bool force) {
+  constexpr size_t kMaxPendingRejects = 4096;  // bounds the memory they hold
+  if (batch_.Count() == 0 && pending_rejects_.empty()) return absl::OkStatus();
+  if (!force && batch_.ApproximateBytes() < options_.commit_bytes &&
+      pending_rejects_.size() < kMaxPendingRejects) {
+    return absl::OkStatus();
+  }
+  if (!pending_rejects_.empty()) {
+    if (!rejects_) M3SERVE_RETURN_IF_ERROR(OpenRejects(/*only_to_cut=*/false));
+    M3SERVE_RETURN_IF_ERROR(rejects_->Append(pending_rejects_));
+    pending_rejects_.clear();
+    batch_.PutIngestState(RejectsFile::StateKey(options_.rejects_path), absl::StrCat(rejects_->length()));
+  }
+  return store_->Write(&batch_);
+}
+
+// Open the rejects file, cutting off records past its committed length (those
+// of a run killed before the commit that covered them). With `only_to_cut`
+// (at the start of a run) the file is opened only when it must be cut; a store
+// that never committed to this file records its length now, durably, so every
+// later record is covered by a commit.
+absl::Status Pipeline::OpenRejects(bool only_to_cut) {
+  const std::string key = RejectsFile::StateKey(options_.rejects_path);
+  M3SERVE_ASSIGN_OR_RETURN(auto committed, store_->GetIngestState(key));
+  uint64_t length = 0;
+  if (!committed || !absl::SimpleAtoi(*committed, &length)) {
+    std::error_code ec;
+    length = std::filesystem::is_regular_file(options_.rejects_path, ec)
+                 ? std::filesystem::file_size(options_.rejects_path, ec)
+                 : 0;
+    if (ec) length = 0;
+    storage::StoreWriteBatch b;
+    b.PutIngestState(key, absl::StrCat(length));
+    M3SERVE_RETURN_IF_ERROR(store_->Write(&b));
+    M3SERVE_RETURN_IF_ERROR(store_->Flush());
+    if (only_to_cut) return absl::OkStatus();
+  } else if (only_to_cut) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(options_.rejects_path, ec) ||
+        std::filesystem::file_size(options_.rejects_path, ec) <= length) {
+      return absl::OkStatus();
     }
   }
-  for (const auto& r : pending_rejects_) *rejects_out_ << r << '\n';
-  rejects_out_->flush();
-  pending_rejects_.clear();
-  if (!*rejects_out_) {
-    return absl::UnavailableError(absl::StrCat("cannot write rejects file ", options_.rejects_path));
-  }
+  M3SERVE_ASSIGN_OR_RETURN(rejects_, RejectsFile::Open(options_.rejects_path, length));
   return absl::OkStatus();
 }
 
-absl::Status Pipeline::Commit(bool force) {
-  if (batch_.Count() == 0) return FlushRejects();
-  if (!force && batch_.ApproximateBytes() < options_.commit_bytes) return absl::OkStatus();
-  M3SERVE_RETURN_IF_ERROR(store_->Write(&batch_));
-  // Rejects are written after the rows they sit between are durable, so a
-  // resumed run neither repeats nor loses a reject record. A bulk-load store
-  // has no WAL, so durable means flushed; rejects are rare, and so is this.
-  if (!pending_rejects_.empty()) M3SERVE_RETURN_IF_ERROR(store_->Flush());
-  return FlushRejects();
+void Pipeline::Reject(const std::string& path, const FileJob& job, uint64_t line,
+                      const std::string& reason, IngestReport* report) {
+  JsonWriter w;
+  w.BeginObject()
+      .Key("file").String(path)
+      .Key("line").Uint(line)
+      .Key("task").String(job.group.task)
+      .Key("split").String(job.group.split)
+      .Key("lang").String(job.group.lang)
+      .Key("reason").String(reason)
+      .EndObject();
+  pending_rejects_.push_back(w.Release());
+  ++report->rejected;
 }
 
 absl::Status Pipeline::WriteItem(WorkItem* item, IngestReport* report) {
@@ -578,23 +470,24 @@ absl::Status Pipeline::WriteItem(WorkItem* item, IngestReport* report) {
   FileReport& rep = *js.report;
   const FileJob& job = *js.job;
   auto reject = [&](uint64_t line, const std::string& reason) {
-    JsonWriter w;
-    w.BeginObject()
-        .Key("file").String(job.path)
-        .Key("line").Uint(line)
-        .Key("task").String(job.group.task)
-        .Key("split").String(job.group.split)
-        .Key("lang").String(job.group.lang)
-        .Key("reason").String(reason)
-        .EndObject();
-    pending_rejects_.push_back(w.Release());
+    Reject(job.path, job, line, reason, report);
     ++rep.rejected;
-    ++report->rejected;
   };
+  if (item->first_of_file) {
+    for (const SideReject& r : js.side_rejects) {
+      Reject(r.path, job, 0, r.reason, report);
+      report->warnings.push_back(absl::StrCat(r.path, ": ", r.reason));
+    }
+    if (js.decision.action == SourceDecision::kResume) {
+      js.progress = js.decision.progress;
+    } else {
+      js.progress = storage::FileProgress{};
+    }
+  }
   if (!item->file_error.empty() && item->chunk.lines.empty()) {
     reject(0, item->file_error);
-    rep.status = "failed";
-    return absl::OkStatus();
+    rep.status = FileStatus::kFailed;
+    return Commit(false);
   }
   if (item->first_of_file) {
     batch_.PutTask(job.task);
@@ -655,19 +548,29 @@ absl::Status Pipeline::WriteItem(WorkItem* item, IngestReport* report) {
     }
     r.instances.clear();
   }
+  storage::FileProgress& p = js.progress;
   if (!item->chunk.lines.empty()) {
-    js.progress.offset = item->chunk.end_offset;
-    js.progress.line = item->chunk.lines.back().number;
+    p.offset = item->chunk.end_offset;
+    p.line = item->chunk.lines.back().number;
+    p.hash_chain = item->chunk.hash_chain;
+    p.hash_offset = item->chunk.hash_offset;
+    p.prefix_hash = item->chunk.prefix_hash;
   }
+  RecordStat(js.stat, js.opened_ns, &p);
   if (!item->file_error.empty()) {
     // A read error part-way: keep what was read, leave the file resumable.
-    reject(js.progress.line + 1, item->file_error);
-    rep.status = "failed";
-  } else {
-    js.progress.complete = item->last_of_file;
+    reject(p.line + 1, item->file_error);
+    rep.status = FileStatus::kFailed;
+  } else if (!item->changed.empty()) {
+    reject(0, item->changed);
+    rep.status = FileStatus::kChanged;
+    rep.note = item->changed;
+    p.changed = true;
+  } else if (item->last_of_file) {
+    p.complete = true;
+    p.fingerprint = item->fingerprint;
   }
-  if (!js.fingerprint.empty()) js.progress.fingerprint = js.fingerprint;
-  batch_.PutProgress(job.ProgressKey(), js.progress);
+  batch_.PutProgress(job.ProgressKey(), p);
   if (count != count_before) batch_.PutCount(job.group, count);
   if (unique_images_ != images_before) batch_.PutImageCount(unique_images_);
   processed_bytes_ += item->chunk.bytes;
@@ -683,12 +586,12 @@ absl::Status Pipeline::Run(std::vector<JobState>* jobs, IngestReport* report) {
   counts_ = catalog.counts;
   pools_ = catalog.pools;
   unique_images_ = catalog.unique_images;
+  M3SERVE_RETURN_IF_ERROR(OpenRejects(/*only_to_cut=*/true));
 
   std::thread reader([&] { ReaderLoop(jobs); });
   std::vector<std::thread> workers;
   for (int i = 0; i < workers_; ++i) workers.emplace_back([&] { WorkerLoop(); });
 
-  ProgressPrinter progress(options_.progress);
   absl::Status status;
   while (true) {
     std::unique_ptr<WorkItem> item;
@@ -715,15 +618,98 @@ absl::Status Pipeline::Run(std::vector<JobState>* jobs, IngestReport* report) {
       }
     }
     if (!status.ok()) break;
-    progress.Update(processed_bytes_, total_bytes_.load(), report->rejected, false);
+    if (options_.on_progress) {
+      options_.on_progress({processed_bytes_, total_bytes_.load(), report->rejected, false});
+    }
   }
   reader.join();
   for (auto& w : workers) w.join();
   if (status.ok()) status = Commit(true);
-  progress.Update(processed_bytes_, total_bytes_.load(), report->rejected, true);
-  progress.Finish();
+  if (options_.on_progress) {
+    options_.on_progress({processed_bytes_, total_bytes_.load(), report->rejected, true});
+  }
   for (auto& w : reader_warnings_) report->warnings.push_back(w);
   return status;
+}
+
+// ---------------------------------------------------------------------------
+// Before the pipeline: decide per file whether to start, resume, skip or
+// re-ingest, and clear the groups of changed files in one atomic write.
+
+absl::Status PlanSources(storage::Store* store, const IngestOptions& options,
+                         std::vector<JobState>* jobs, IngestReport* report) {
+  const int64_t now = WallClockNs();
+  storage::StoreWriteBatch batch;
+  std::map<storage::GroupKey, std::vector<JobState*>> restart;  // group -> its changed files
+  for (JobState& js : *jobs) {
+    const FileJob& job = *js.job;
+    M3SERVE_ASSIGN_OR_RETURN(std::optional<storage::FileProgress> stored,
+                             store->GetProgress(job.ProgressKey()));
+    absl::StatusOr<SourceDecision> d = DecideSource(job.path, stored, options.verify_sources, now);
+    if (!d.ok()) {
+      // Read again by the pipeline, which rejects it with the reason.
+      js.decision = SourceDecision{};
+      continue;
+    }
+    js.decision = std::move(*d);
+    switch (js.decision.action) {
+      case SourceDecision::kStart: js.report->status = FileStatus::kIngested; break;
+      case SourceDecision::kResume: js.report->status = FileStatus::kResumed; break;
+      case SourceDecision::kSkip:
+        js.report->status = FileStatus::kAlreadyIngested;
+        if (js.decision.refresh) batch.PutProgress(job.ProgressKey(), js.decision.progress);
+        break;
+      case SourceDecision::kRestartGroup:
+        restart[job.group].push_back(&js);
+        break;
+    }
+  }
+  for (auto& [group, changed] : restart) {
+    // Every file with rows in the group must be in this run, so the group
+    // comes out as a clean ingest of those files would make it.
+    const std::string prefix = group.ToString() + "|";
+    std::vector<std::string> keys;
+    M3SERVE_RETURN_IF_ERROR(store->ForEachProgress([&](absl::string_view key, const storage::FileProgress&) {
+      if (absl::StartsWith(key, prefix)) keys.emplace_back(key);
+      return true;
+    }));
+    std::vector<JobState*> members;
+    for (JobState& js : *jobs) {
+      if (js.job->group == group) members.push_back(&js);
+    }
+    std::vector<std::string> missing;
+    for (const std::string& key : keys) {
+      bool found = false;
+      for (JobState* m : members) found = found || m->job->ProgressKey() == key;
+      if (!found) missing.push_back(key.substr(prefix.size()));
+    }
+    if (!missing.empty()) {
+      for (JobState* js : changed) {
+        js->refuse = absl::StrCat(
+            "file changed (", js->decision.why, "), but group ", group.ToString(),
+            " also holds rows of ", absl::StrJoin(missing, ", "),
+            ", which this run does not ingest: run ingest with every source of the group");
+      }
+      continue;
+    }
+    batch.DeleteGroup(group);
+    for (const std::string& key : keys) batch.DeleteProgress(key);
+    batch.MarkImageSweepPending(true);
+    for (JobState* m : members) {
+      const std::string why = m->decision.why;
+      m->decision = SourceDecision{};
+      m->report->status = FileStatus::kReingested;
+      m->report->note = why.empty() ? absl::StrCat("another file of group ", group.ToString(), " changed")
+                                    : why;
+    }
+    for (JobState* js : changed) {
+      report->warnings.push_back(absl::StrCat(js->job->rel_path, " changed (", js->report->note,
+                                              "): group ", group.ToString(),
+                                              " is ingested again"));
+    }
+  }
+  if (batch.Count() > 0) M3SERVE_RETURN_IF_ERROR(store->Write(&batch));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -751,10 +737,23 @@ absl::StatusOr<IngestReport> Ingest(storage::Store* store, const TaskRegistry& r
     report.files[i].rel_path = discovery.jobs[i].rel_path;
     report.files[i].group = discovery.jobs[i].group;
   }
+  M3SERVE_RETURN_IF_ERROR(PlanSources(store, options, &jobs, &report));
+  M3SERVE_ASSIGN_OR_RETURN(storage::Catalog catalog, store->ReadCatalog());
   int workers = options.threads > 0 ? options.threads
                                     : std::max(1u, std::thread::hardware_concurrency());
-  Pipeline pipeline(store, options, workers);
+  Pipeline pipeline(store, options, workers, catalog.pools);
   absl::Status s = pipeline.Run(&jobs, &report);
+  if (s.ok()) {
+    // A group ingested again (here, or by a run that was killed) may have
+    // left images no instance refers to.
+    absl::StatusOr<bool> pending = store->ImageSweepPending();
+    s = pending.status();
+    if (s.ok() && *pending) {
+      absl::StatusOr<uint64_t> swept = store->SweepUnreferencedImages();
+      s = swept.status();
+      if (s.ok()) report.swept_images = *swept;
+    }
+  }
   if (s.ok()) s = store->Flush();
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   if (!s.ok()) return s;

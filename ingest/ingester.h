@@ -1,20 +1,26 @@
 // File: ingest/ingester.h
 //
 // The ingest pipeline: one reader thread streams each source file in chunks
-// of lines, worker threads (one per core) parse JSON, map rows and decode,
-// check and hash images, and the calling thread commits results in file and
-// line order: dense ordinals per group, each image stored once, progress
-// written in the same atomic batch as the rows it covers. So an ingest killed
-// at any point and run again ends with exactly the store an uninterrupted run
-// makes, and ingesting a source again adds nothing.
+// of lines (hashing the bytes as it goes), worker threads (one per core) parse
+// JSON, map rows and decode, check and hash images, and the calling thread
+// commits results in file and line order: dense ordinals per group, each
+// image stored once, progress written in the same atomic batch as the rows it
+// covers. So an ingest killed at any point and run again ends with exactly the
+// store an uninterrupted run makes, and ingesting a source again adds nothing.
+//
+// A source file is known by the hash of its content. A file that changed since
+// (or while) it was ingested is reported, and its group is ingested again; it
+// is never skipped as "already ingested". See source_check.h.
 #ifndef M3SERVE_INGEST_INGESTER_H_
 #define M3SERVE_INGEST_INGESTER_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "ingest/layout.h"
 #include "ingest/row_mapper.h"
 #include "ingest/task_registry.h"
@@ -22,7 +28,13 @@
 
 namespace m3serve::ingest {
 
-enum class ProgressMode { kAuto, kBar, kLog, kNone };
+// Where an ingest is, for a progress display (called on the committing thread).
+struct IngestProgress {
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;  // of the files started so far
+  uint64_t rejected = 0;
+  bool final = false;
+};
 
 struct IngestOptions {
   std::vector<std::string> sources;
@@ -35,8 +47,9 @@ struct IngestOptions {
   // Lines longer than this are rejected without being buffered. Default 1 GiB.
   uint64_t max_line_bytes = 1ull << 30;
   ImageCheckOptions images;
-  // kAuto: a progress bar on a TTY (stderr), log lines every 10 s otherwise.
-  ProgressMode progress = ProgressMode::kAuto;
+  // Re-hash every complete source even when its size, modification time and
+  // inode are unchanged (--verify-sources).
+  bool verify_sources = false;
   // Lines handed to a worker at once (bytes / count). Defaults: 4 MiB / 256.
   size_t chunk_bytes = 4u << 20;
   size_t chunk_lines = 256;
@@ -45,14 +58,29 @@ struct IngestOptions {
   // Read-ahead limit across all chunks in flight. Default 512 MiB (a single
   // larger line is still admitted alone).
   size_t max_inflight_bytes = 512u << 20;
+  // Called after each commit step and once at the end (final = true).
+  std::function<void(const IngestProgress&)> on_progress;
+  // Tests only: called on the reader thread after each chunk of a file is read.
+  std::function<void(const std::string& path, uint64_t end_offset)> after_chunk_for_testing;
 };
+
+enum class FileStatus {
+  kIngested,         // read from the start
+  kResumed,          // continued where an earlier run stopped
+  kAlreadyIngested,  // complete and unchanged: nothing to do
+  kReingested,       // changed since it was ingested: its group was ingested again
+  kChanged,          // changed while it was read: not complete, the next run re-ingests it
+  kFailed,           // could not be read (see the rejects file)
+};
+absl::string_view FileStatusName(FileStatus status);
 
 // What happened to one source file in this run.
 struct FileReport {
   std::string path;
   std::string rel_path;
   storage::GroupKey group;
-  std::string status;  // "ingested" | "resumed" | "already ingested" | "failed"
+  FileStatus status = FileStatus::kIngested;
+  std::string note;    // kReingested / kChanged: how the file changed
   uint64_t lines = 0;  // lines read in this run (empty lines included)
   uint64_t empty_lines = 0;
   uint64_t rows = 0;   // rows ingested
@@ -65,18 +93,20 @@ struct IngestReport {
   std::vector<std::string> warnings;
   uint64_t lines = 0, empty_lines = 0, rows = 0, instances = 0, rejected = 0;
   uint64_t new_images = 0;
+  uint64_t swept_images = 0;  // images no instance referred to any more, deleted
   uint64_t bytes_read = 0;
   double seconds = 0;
   std::string rejects_path;
 
-  // 0: everything ingested; 3: some lines rejected (the rest ingested).
+  // 0: everything ingested; 3: some lines or files rejected (the rest ingested).
   int ExitCode() const { return rejected > 0 ? 3 : 0; }
 };
 
 // Run an ingest into `store` (open for writing). Returns an error only for
-// fatal conditions (a SOURCE that is not a dataset, the store cannot be
-// written, the rejects file cannot be written); bad lines and unreadable
-// files are reported in the IngestReport and never stop the run.
+// fatal conditions (a SOURCE that is not a dataset, the store or the rejects
+// file cannot be written: nothing past the last good commit is recorded, so a
+// re-run redoes it); bad lines and unreadable files are reported in the
+// IngestReport and never stop the run.
 absl::StatusOr<IngestReport> Ingest(storage::Store* store, const TaskRegistry& registry,
                                     const IngestOptions& options);
 

@@ -87,7 +87,9 @@ void AddM3itFolder(const fs::path& root, const fs::path& folder_path, const std:
   std::error_code ec;
   std::string pool_path;
   for (const char* name : {"instructions.json", "instruction.json", "instructions.jsonl"}) {
-    if (fs::is_regular_file(folder_path / name, ec)) {
+    // Anything by that name counts (a FIFO or a directory is refused, with
+    // the reason, when the pool is loaded).
+    if (fs::exists(folder_path / name, ec)) {
       pool_path = (folder_path / name).string();
       break;
     }
@@ -144,7 +146,7 @@ void AddM3itFolder(const fs::path& root, const fs::path& folder_path, const std:
   if (any && pool_path.empty()) {
     out->warnings.push_back(absl::StrCat(
         "no instructions.json in ", Rel(folder_path, root),
-        ": rows without an instruction keep it empty (no pool to sample from)"));
+        ": rows without their own instruction are rejected (no pool to sample from)"));
   }
 }
 

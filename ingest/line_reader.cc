@@ -19,7 +19,6 @@ absl::Status ErrnoStatus(int err, absl::string_view what, const std::string& pat
   std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
   if (err == ENOENT) return absl::NotFoundError(msg);
   if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  if (err == EISDIR) return absl::InvalidArgumentError(msg);
   return absl::UnavailableError(msg);
 }
 
@@ -28,39 +27,53 @@ absl::Status ErrnoStatus(int err, absl::string_view what, const std::string& pat
 absl::StatusOr<std::unique_ptr<LineReader>> LineReader::Open(const std::string& path,
                                                              uint64_t start_offset,
                                                              uint64_t start_line,
-                                                             uint64_t max_line_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "open", path);
-  struct stat st;
-  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, " is a directory, not a file"));
-  }
-  if (start_offset > 0 && ::lseek(fd, static_cast<off_t>(start_offset), SEEK_SET) < 0) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoStatus(err, "seek in", path);
+                                                             uint64_t max_line_bytes,
+                                                             const HashResume* resume) {
+  SourceStat stat;
+  absl::StatusOr<int> opened = OpenRegularFile(path, &stat);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
+  auto r = std::unique_ptr<LineReader>(
+      new LineReader(fd, path, start_offset, start_line, max_line_bytes, stat));
+  if (start_offset > 0) {
+    uint64_t from = 0;
+    if (resume != nullptr && resume->offset <= start_offset) {
+      r->hash_.Restore(resume->chain, resume->offset);
+      from = r->hash_.offset();
+    }
+    absl::StatusOr<uint64_t> fed = HashFileRange(fd, path, from, start_offset, &r->hash_);
+    if (!fed.ok()) return fed.status();
+    if (r->hash_.offset() != start_offset) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " is shorter (", stat.size, " bytes) than where its ingest stopped (", start_offset,
+          ")"));
+    }
+    if (::lseek(fd, static_cast<off_t>(start_offset), SEEK_SET) < 0) return ErrnoStatus(errno, "seek in", path);
   }
 #ifdef POSIX_FADV_SEQUENTIAL
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
-  auto r = std::unique_ptr<LineReader>(
-      new LineReader(fd, path, start_offset, start_line, max_line_bytes));
   if (start_offset == 0) {
     absl::Status s = r->Fill();
     if (!s.ok()) return s;
     // Skip a UTF-8 byte order mark.
     if (r->end_ - r->pos_ >= 3 && std::memcmp(r->rbuf_.data() + r->pos_, "\xEF\xBB\xBF", 3) == 0) {
-      r->pos_ += 3;
-      r->offset_ += 3;
+      r->Consume(3);
     }
   }
   return r;
 }
 
-LineReader::LineReader(int fd, std::string path, uint64_t offset, uint64_t line, uint64_t max_line)
-    : fd_(fd), path_(std::move(path)), offset_(offset), line_(line), max_line_(max_line),
-      rbuf_(kReadSize) {}
+LineReader::LineReader(int fd, std::string path, uint64_t offset, uint64_t line, uint64_t max_line,
+                       const SourceStat& stat)
+    : fd_(fd), stat_(stat), path_(std::move(path)), offset_(offset), line_(line),
+      max_line_(max_line), rbuf_(kReadSize) {}
+
+void LineReader::Consume(size_t n) {
+  hash_.Update(absl::string_view(rbuf_.data() + pos_, n));
+  pos_ += n;
+  offset_ += n;
+}
 
 LineReader::~LineReader() { ::close(fd_); }
 
@@ -121,8 +134,7 @@ absl::Status LineReader::Next(size_t target_bytes, size_t max_lines, LineChunk* 
       }
       if (!oversize) chunk->buf.append(start, take);
       line_bytes += take;
-      pos_ += take + (nl ? 1 : 0);
-      offset_ += take + (nl ? 1 : 0);
+      Consume(take + (nl ? 1 : 0));
       done = nl != nullptr;
     }
     if (oversize) {
@@ -137,31 +149,28 @@ absl::Status LineReader::Next(size_t target_bytes, size_t max_lines, LineChunk* 
   chunk->end_offset = offset_;
   chunk->bytes = chunk->end_offset - chunk->start_offset;
   chunk->eof = eof();
+  chunk->hash_chain = hash_.chain();
+  chunk->hash_offset = hash_.chain_offset();
+  chunk->prefix_hash = hash_.Digest();
   chunk->buf.append(kLinePadding, ' ');
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> FileFingerprint(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "open", path);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoStatus(err, "stat", path);
+absl::StatusOr<std::string> LineReader::FinishUnchanged() const {
+  absl::StatusOr<SourceStat> now = StatOpenFile(fd_, path_);
+  if (!now.ok()) return now.status();
+  std::string how;
+  if (now->size != stat_.size) {
+    how = absl::StrCat("its size went from ", stat_.size, " to ", now->size, " bytes");
+  } else if (now->mtime_ns != stat_.mtime_ns) {
+    how = "it was modified";
+  } else if (hash_.offset() != now->size) {
+    how = absl::StrCat(hash_.offset(), " bytes were read of its ", now->size);
   }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  constexpr size_t kSpan = 64 * 1024;
-  std::string head(std::min<uint64_t>(size, kSpan), '\0'), tail;
-  ssize_t n = ::pread(fd, head.data(), head.size(), 0);
-  if (n >= 0 && size > kSpan) {
-    tail.resize(kSpan);
-    n = ::pread(fd, tail.data(), tail.size(), static_cast<off_t>(size - kSpan));
-  }
-  int err = errno;
-  ::close(fd);
-  if (n < 0) return ErrnoStatus(err, "read", path);
-  return absl::StrCat("v1:", size, ":", Hash64(head), ":", Hash64(tail));
+  if (how.empty()) return ContentFingerprint(hash_);
+  return absl::FailedPreconditionError(absl::StrCat(
+      "file changed while it was read (", how, "); its rows are not marked complete, and the "
+      "next run ingests it again"));
 }
 
 }  // namespace m3serve::ingest

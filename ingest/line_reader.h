@@ -15,6 +15,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/hash.h"
+#include "ingest/source_file.h"
 
 namespace m3serve::ingest {
 
@@ -34,19 +36,32 @@ struct LineChunk {
   uint64_t end_offset = 0;    // file offset after the last line (next line's start)
   uint64_t bytes = 0;         // file bytes this chunk covers
   bool eof = false;           // no lines follow this chunk
+  // Content hash state after this chunk (see ChainedContentHash).
+  Hash128 hash_chain;
+  uint64_t hash_offset = 0;
+  Hash128 prefix_hash;  // content hash of the file up to end_offset
 
   absl::string_view text(const Line& l) const { return absl::string_view(buf.data() + l.offset, l.size); }
 };
 
 class LineReader {
  public:
-  // Open `path` and position it at `start_offset` (a line start), numbering
-  // the next line `start_line + 1`. NotFound / PermissionDenied / Unavailable
-  // with the path in the message.
+  // Where a content hash left off: the chain state at a block boundary.
+  struct HashResume {
+    Hash128 chain;
+    uint64_t offset = 0;
+  };
+
+  // Open `path` (a regular file; see OpenRegularFile) and position it at
+  // `start_offset` (a line start), numbering the next line `start_line + 1`.
+  // The content hash covers the file from byte 0: bytes before `start_offset`
+  // are hashed from `resume` on (from 0 without it). NotFound /
+  // PermissionDenied / Unavailable / InvalidArgument with the path.
   static absl::StatusOr<std::unique_ptr<LineReader>> Open(const std::string& path,
                                                           uint64_t start_offset,
                                                           uint64_t start_line,
-                                                          uint64_t max_line_bytes);
+                                                          uint64_t max_line_bytes,
+                                                          const HashResume* resume = nullptr);
   ~LineReader();
 
   // Replace `chunk` with the next lines: at least one line unless at EOF,
@@ -55,12 +70,24 @@ class LineReader {
 
   bool eof() const { return eof_ && pos_ == end_; }
   uint64_t offset() const { return offset_; }
+  // What stat() said when the file was opened.
+  const SourceStat& stat_at_open() const { return stat_; }
+
+  // At EOF: the file's content fingerprint (ContentFingerprint), or
+  // FailedPrecondition saying how the file changed while it was read (its
+  // size, modification time or inode differ from when it was opened, or the
+  // bytes read are not its size).
+  absl::StatusOr<std::string> FinishUnchanged() const;
 
  private:
-  LineReader(int fd, std::string path, uint64_t offset, uint64_t line, uint64_t max_line);
+  LineReader(int fd, std::string path, uint64_t offset, uint64_t line, uint64_t max_line,
+             const SourceStat& stat);
   absl::Status Fill();  // read more into the buffer; sets eof_
+  void Consume(size_t n);  // advance pos_ / offset_ over n bytes, hashing them
 
   int fd_;
+  SourceStat stat_;
+  ChainedContentHash hash_;
   std::string path_;
   uint64_t offset_;  // file offset of buffer position pos_
   uint64_t line_;    // lines consumed so far
@@ -69,10 +96,6 @@ class LineReader {
   size_t pos_ = 0, end_ = 0;
   bool eof_ = false;
 };
-
-// A cheap identity of a file's content: size plus hashes of its first and last
-// 64 KiB. Used to recognise a source on re-ingest and refuse one that changed.
-absl::StatusOr<std::string> FileFingerprint(const std::string& path);
 
 }  // namespace m3serve::ingest
 

@@ -1,5 +1,8 @@
 #include "ingest/line_reader.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -93,17 +96,72 @@ TEST(LineReaderTest, ErrorsNameThePath) {
   EXPECT_THAT(LineReader::Open(dir.str(), 0, 0, 10), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST(LineReaderTest, FingerprintChangesWithContent) {
+// The fingerprint at EOF is the hash of the file's bytes (BOM and CRLF
+// included), whether the file was read in one go or resumed mid-way.
+TEST(LineReaderTest, FingerprintIsTheContentHashAlsoWhenResumed) {
   TempDir dir;
   auto p = dir.path() / "a.jsonl";
-  WriteFile(p, "one\n");
-  auto a = FileFingerprint(p.string());
-  WriteFile(p, "one\ntwo\n");
-  auto b = FileFingerprint(p.string());
-  ASSERT_THAT(a, IsOk());
-  ASSERT_THAT(b, IsOk());
-  EXPECT_NE(*a, *b);
-  EXPECT_EQ(*b, *FileFingerprint(p.string()));
+  std::string content = "\xEF\xBB\xBF";
+  for (int i = 0; i < 100000; ++i) content += "{\"line\": " + std::to_string(i) + "}\r\n";
+  WriteFile(p, content);
+  ChainedContentHash expected;
+  expected.Update(content);
+
+  auto whole = LineReader::Open(p.string(), 0, 0, 1 << 20);
+  ASSERT_THAT(whole, IsOk());
+  LineChunk c, stop;
+  bool saved = false;
+  while (!(*whole)->eof()) {
+    ASSERT_THAT((*whole)->Next(64 << 10, 100000, &c), IsOk());
+    if (!saved && c.end_offset > (1u << 20) + 1000) {
+      stop = c;
+      saved = true;
+    }
+  }
+  ASSERT_TRUE(saved);
+  EXPECT_THAT((*whole)->FinishUnchanged(), IsOk());
+  EXPECT_EQ(*(*whole)->FinishUnchanged(), ContentFingerprint(expected));
+
+  LineReader::HashResume resume{stop.hash_chain, stop.hash_offset};
+  EXPECT_EQ(stop.hash_offset, 1u << 20);
+  auto rest = LineReader::Open(p.string(), stop.end_offset, stop.lines.back().number, 1 << 20, &resume);
+  ASSERT_THAT(rest, IsOk());
+  while (!(*rest)->eof()) ASSERT_THAT((*rest)->Next(64 << 10, 100000, &c), IsOk());
+  EXPECT_EQ(*(*rest)->FinishUnchanged(), ContentFingerprint(expected));
+  // Without a saved state the prefix is hashed from byte 0.
+  auto cold = LineReader::Open(p.string(), stop.end_offset, stop.lines.back().number, 1 << 20);
+  while (!(*cold)->eof()) ASSERT_THAT((*cold)->Next(64 << 10, 100000, &c), IsOk());
+  EXPECT_EQ(*(*cold)->FinishUnchanged(), ContentFingerprint(expected));
+}
+
+TEST(LineReaderTest, FileChangedWhileReadIsReported) {
+  TempDir dir;
+  auto p = dir.path() / "a.jsonl";
+  std::string content;
+  for (int i = 0; i < 1000; ++i) content += "{\"line\": " + std::to_string(i) + "}\n";
+  WriteFile(p, content);
+  auto r = LineReader::Open(p.string(), 0, 0, 1 << 20);
+  ASSERT_THAT(r, IsOk());
+  LineChunk c;
+  ASSERT_THAT((*r)->Next(1024, 10, &c), IsOk());
+  // Shrunk to a third while the reader is part-way (the reader's buffer may
+  // already hold the rest; the stat at EOF still tells).
+  ::truncate(p.c_str(), static_cast<off_t>(content.size() / 3));
+  while (!(*r)->eof()) ASSERT_THAT((*r)->Next(1024, 10, &c), IsOk());
+  EXPECT_THAT((*r)->FinishUnchanged(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::HasSubstr("file changed while it was read (its size went from")));
+}
+
+TEST(LineReaderTest, RefusesAFifoWithoutBlocking) {
+  TempDir dir;
+  auto p = dir.path() / "train.jsonl";
+  ASSERT_EQ(::mkfifo(p.c_str(), 0600), 0);
+  EXPECT_THAT(LineReader::Open(p.string(), 0, 0, 10),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("is a FIFO (named pipe), not a regular file")));
+  EXPECT_THAT(ReadRegularFile(p.string(), 100), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(StatRegularFile(p.string()), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

@@ -277,6 +277,16 @@ absl::StatusOr<ImagePtr> DecodeImage(absl::string_view base64, const ImageCheckO
   return ImagePtr(std::move(blob));
 }
 
+std::string JsonErrorReason(simdjson::error_code err) {
+  switch (err) {
+    case simdjson::UTF8_ERROR: return "invalid UTF-8 in the line";
+    case simdjson::DEPTH_ERROR: return "invalid JSON: nested deeper than 1024 levels";
+    case simdjson::EMPTY: return "invalid JSON: no value";
+    default:
+      return absl::StrCat("invalid JSON (truncated or malformed): ", simdjson::error_message(err));
+  }
+}
+
 absl::Status ExtractImages(dom::object row, const ImageCheckOptions& options,
                            std::vector<ImagePtr>* out) {
   return ExtractImagesWithKeys(row, kImageKeys, options, out);

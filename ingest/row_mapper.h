@@ -114,6 +114,9 @@ struct RowContext {
 absl::Status MapRow(simdjson::dom::element row, const RowContext& ctx,
                     std::vector<DraftInstance>* out);
 
+// The reject reason for a line simdjson cannot parse.
+std::string JsonErrorReason(simdjson::error_code err);
+
 // Extract and decode the images of a row by probing the known image keys.
 absl::Status ExtractImages(simdjson::dom::object row, const ImageCheckOptions& options,
                            std::vector<ImagePtr>* out);

@@ -344,9 +344,13 @@ absl::Status Generator::WriteM3it(const fs::path& root) {
       M3SERVE_RETURN_IF_ERROR(WriteLines(dir / file, lines));
     }
   }
-  // winoground: test only, input/output keys, and no instructions file.
+  // winoground: test only, input/output keys, a pretty-printed instructions.json.
   {
     fs::path dir = data / "classification" / "winoground";
+    M3SERVE_RETURN_IF_ERROR(WriteText(
+        dir / "instructions.json",
+        "[\n  \"Does the caption describe the image? Answer yes or no.\",\n"
+        "  \"Decide whether the caption matches the picture.\"\n]\n"));
     std::vector<Img> imgs = Pool(7000, Rows(4), false, W, H);
     std::vector<std::string> lines;
     for (int i = 0; i < Rows(4); ++i) {

@@ -109,9 +109,9 @@ TEST_F(IngestIntegrationTest, StatsMatchTheGeneratorsExpectations) {
   EXPECT_EQ(commercial["coco-cn"], "no");
   EXPECT_EQ(instructions["coco"], 3u);
   EXPECT_EQ(instructions["gqa"], 1u);        // singular instruction.json
-  EXPECT_EQ(instructions["winoground"], 0u);  // no instructions file: warned, not fatal
+  EXPECT_EQ(instructions["winoground"], 2u);  // pretty-printed instructions.json
   EXPECT_EQ(instructions["vqa-v2"], 2u + 2u + 2u + 1u);  // en + fr + zh + sw pools
-  EXPECT_THAT(ing.out, HasSubstr("warning: no instructions.json in data/classification/winoground"));
+  EXPECT_THAT(ing.out, Not(HasSubstr("instructions.json")));
 
   CommandResult v = RunCommand({Admin(), "verify", "--db", db});
   EXPECT_EQ(v.exit_code, 0) << v.out;
@@ -177,9 +177,15 @@ TEST_F(IngestIntegrationTest, ReingestAddsNothing) {
 }
 
 TEST_F(IngestIntegrationTest, KilledIngestResumesToTheSameStore) {
-  // A bigger tree so the ingest runs long enough to be killed part-way.
+  // A bigger tree so the ingest runs long enough to be killed part-way, with
+  // a task of bad lines so reject records are written throughout.
   const std::string big = *dir_ / "big";
-  ASSERT_EQ(RunCommand({Admin(), "sample", "--out", big, "--scale", "12", "--image-size", "200x150"}).exit_code, 0);
+  ASSERT_EQ(RunCommand({Admin(), "sample", "--out", big, "--scale", "12", "--image-size", "200x150",
+                        "--bad-lines"}).exit_code, 0);
+  const fs::path bad = fs::path(big) / "M3IT" / "data" / "vqa" / "badlines";
+  fs::create_directories(bad);
+  fs::copy_file(fs::path(big) / "bad" / "bad_lines.jsonl", bad / "train.jsonl");
+  { std::ofstream(bad / "instructions.json") << "[\"Answer.\"]"; }
   auto ingest_args = [&](const std::string& db) {
     return std::vector<std::string>{Admin(), "ingest", "--db", db, "--progress", "none",
                                     "--threads", "1", "--commit-bytes", "65536",
@@ -188,14 +194,20 @@ TEST_F(IngestIntegrationTest, KilledIngestResumesToTheSameStore) {
   const std::string clean_db = Db("clean");
   auto t0 = std::chrono::steady_clock::now();
   CommandResult clean = RunCommand(ingest_args(clean_db));
-  ASSERT_EQ(clean.exit_code, 0) << clean.out << clean.err;
+  ASSERT_EQ(clean.exit_code, 3) << clean.out << clean.err;
   const double clean_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const std::string want = Digest(clean_db);
+  const std::string want_rejects = ReadFile(clean_db + "/rejects.jsonl");
+  ASSERT_FALSE(want_rejects.empty());
 
+  // 27 kill points spread over the run: wherever it dies, the re-run ends
+  // with the clean store and the clean rejects file (no record lost or twice).
+  constexpr int kKills = 27;
   int killed = 0;
-  for (double frac : {0.15, 0.35, 0.55, 0.75, 0.9}) {
-    const std::string db = Db("killed_" + std::to_string(int(frac * 100)));
+  for (int i = 0; i < kKills; ++i) {
+    const double frac = (i + 0.5) / kKills;
+    const std::string db = Db("killed_" + std::to_string(i));
     {
       Child child(ingest_args(db), db + ".log");
       std::this_thread::sleep_for(std::chrono::microseconds(int64_t(clean_ms * frac * 1000)));
@@ -206,11 +218,15 @@ TEST_F(IngestIntegrationTest, KilledIngestResumesToTheSameStore) {
       }
     }
     CommandResult resumed = RunCommand(ingest_args(db));
-    ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+    // 3 when the re-run itself rejected lines, 0 when the killed run had
+    // already committed all of them.
+    ASSERT_TRUE(resumed.exit_code == 3 || resumed.exit_code == 0) << resumed.out << resumed.err;
     EXPECT_EQ(Digest(db), want) << "after a kill at " << frac << " of the run";
+    EXPECT_EQ(ReadFile(db + "/rejects.jsonl"), want_rejects) << "after a kill at " << frac << " of the run";
+    fs::remove_all(db);
   }
-  // The test only proves something if some runs really died part-way.
-  EXPECT_GE(killed, 2) << "clean ingest took " << clean_ms << " ms; too fast to interrupt";
+  // The test only proves something if many runs really died part-way.
+  EXPECT_GE(killed, kKills / 3) << "clean ingest took " << clean_ms << " ms; too fast to interrupt";
 }
 
 TEST_F(IngestIntegrationTest, VerifyDetectsARemovedImage) {
@@ -280,6 +296,7 @@ TEST_F(IngestIntegrationTest, FileLevelProblemsAreRejectedAndTheRestIngested) {
   const fs::path data = tree.path() / "data" / "vqa" / "gqa";
   fs::create_directories(data);
   fs::copy_file(Sample("M3IT/data/vqa/gqa/train.jsonl"), data / "train.jsonl");
+  fs::copy_file(Sample("M3IT/data/vqa/gqa/instruction.json"), data / "instruction.json");
   { std::ofstream(data / "test.jsonl"); }  // zero bytes
   fs::create_directories(data / "validation.jsonl");  // a directory where a file is expected
   fs::create_directories(tree.path() / "data" / "vqa" / "docvqa");
@@ -342,6 +359,7 @@ TEST_F(IngestIntegrationTest, UnreadableFileIsRejectedWithTheReason) {
   fs::create_directories(gqa);
   fs::copy_file(Sample("M3IT/data/vqa/gqa/train.jsonl"), gqa / "train.jsonl");
   fs::copy_file(Sample("M3IT/data/vqa/gqa/validation.jsonl"), gqa / "validation.jsonl");
+  fs::copy_file(Sample("M3IT/data/vqa/gqa/instruction.json"), gqa / "instruction.json");
   fs::permissions(gqa / "validation.jsonl", fs::perms::none);
   // What the ingest reads besides the source, in a place `nobody` can read
   // (the clone may sit in a private directory such as /root).

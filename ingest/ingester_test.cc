@@ -1,0 +1,385 @@
+// In-process tests of the ingest pipeline against real stores in temp dirs:
+// source identity (files that change while or between runs), regular files
+// only, instruction pools, and the rejects file's exactly-once records.
+#include "ingest/ingester.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ingest/test_util.h"
+#include "storage/verify.h"
+
+namespace m3serve::ingest {
+namespace {
+
+namespace fs = std::filesystem;
+using ::m3serve::ingest::testing::ImageB64;
+using ::m3serve::ingest::testing::TempDir;
+using ::m3serve::ingest::testing::WriteFile;
+using ::m3serve::testing::IsOk;
+using ::m3serve::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// One gqa row: generic mapping (question -> inputs, answer -> outputs), the
+// instruction from the folder's instruction.json unless `instruction` is set.
+std::string Row(int i, const std::string& instruction = "") {
+  std::string row = absl::StrCat("{\"question\": \"What is shown in picture ", i,
+                                 "?\", \"answer\": \"thing ", i, "\", \"image_str\": \"",
+                                 ImageB64(i % 37), "\"");
+  if (!instruction.empty()) absl::StrAppend(&row, ", \"instruction\": \"", instruction, "\"");
+  return row + "}";
+}
+
+std::string Rows(int from, int to) {
+  std::string out;
+  for (int i = from; i < to; ++i) absl::StrAppend(&out, Row(i), "\n");
+  return out;
+}
+
+// Set a file's modification time `seconds_ago` into the past, so the quick
+// check of a later run is not "racily clean".
+void Age(const fs::path& p, int seconds_ago) {
+  struct timespec times[2];
+  clock_gettime(CLOCK_REALTIME, &times[0]);
+  times[0].tv_sec -= seconds_ago;
+  times[1] = times[0];
+  ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, 0), 0);
+}
+
+class IngesterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = TaskRegistry::Load(TaskRegistry::DefaultMetadataPath(), "");
+    ASSERT_THAT(r, IsOk());
+    registry_ = std::make_unique<TaskRegistry>(std::move(*r));
+    gqa_ = dir_.path() / "src" / "data" / "vqa" / "gqa";
+    WriteFile(gqa_ / "instruction.json", "[\"Answer the question.\", \"Look and answer.\"]");
+  }
+
+  fs::path Db(const std::string& name) const { return dir_.path() / name; }
+
+  absl::StatusOr<IngestReport> Run(const fs::path& db, IngestOptions options = {}) {
+    auto store = storage::Store::Open({.path = db.string(), .bulk_ingest = true});
+    if (!store.ok()) return store.status();
+    if (options.sources.empty()) options.sources = {(dir_.path() / "src").string()};
+    options.threads = 2;
+    options.chunk_lines = 3;
+    options.chunk_bytes = 1 << 10;
+    return Ingest(store->get(), *registry_, options);
+  }
+
+  storage::VerifyReport Verify(const fs::path& db) {
+    auto store = storage::Store::Open({.path = db.string(), .read_only = true});
+    EXPECT_THAT(store, IsOk());
+    auto r = storage::VerifyStore(**store);
+    EXPECT_THAT(r, IsOk());
+    EXPECT_TRUE(r->ok()) << (r->problems.empty() ? "" : r->problems[0]);
+    return *r;
+  }
+
+  // The digest of a store made by one uninterrupted ingest of the tree as it is now.
+  Hash128 CleanDigest(const std::string& name) {
+    auto r = Run(Db(name));
+    EXPECT_THAT(r, IsOk());
+    return Verify(Db(name)).digest;
+  }
+
+  static const FileReport& File(const IngestReport& r, absl::string_view rel_suffix) {
+    for (const auto& f : r.files) {
+      if (absl::EndsWith(f.rel_path, rel_suffix)) return f;
+    }
+    ADD_FAILURE() << "no file " << rel_suffix;
+    return r.files.at(0);
+  }
+
+  std::string Rejects(const fs::path& db) {
+    std::ifstream in(db / "rejects.jsonl");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  TempDir dir_;
+  std::unique_ptr<TaskRegistry> registry_;
+  fs::path gqa_;
+};
+
+// A file that shrinks while it is read is not marked complete; once whole
+// again, the next run ingests its group again and the store equals a clean
+// ingest, rows and images. Random shrink points and sizes.
+TEST_F(IngesterTest, FileShrinkingWhileReadIsReingestedByTheNextRun) {
+  std::mt19937 rng(11);
+  for (int round = 0; round < 4; ++round) {
+    const int n = std::uniform_int_distribution<int>(12, 40)(rng);
+    const std::string whole = Rows(0, n);
+    WriteFile(gqa_ / "train.jsonl", whole);
+    WriteFile(gqa_ / "validation.jsonl", Rows(100, 104));
+    const fs::path db = Db(absl::StrCat("shrink", round));
+    const uint64_t cut = std::uniform_int_distribution<uint64_t>(whole.size() / 5, whole.size() * 4 / 5)(rng);
+    bool shrunk = false;
+    IngestOptions o;
+    o.after_chunk_for_testing = [&](const std::string& path, uint64_t) {
+      if (!shrunk && absl::EndsWith(path, "train.jsonl")) {
+        shrunk = true;
+        ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(cut)), 0);
+      }
+    };
+    auto first = Run(db, o);
+    ASSERT_THAT(first, IsOk());
+    EXPECT_TRUE(shrunk);
+    EXPECT_EQ(File(*first, "train.jsonl").status, FileStatus::kChanged);
+    EXPECT_THAT(File(*first, "train.jsonl").note, HasSubstr("file changed while it was read"));
+    EXPECT_EQ(first->ExitCode(), 3);
+    EXPECT_THAT(Rejects(db), HasSubstr("file changed while it was read"));
+    // The other file of the run is whole.
+    EXPECT_EQ(File(*first, "validation.jsonl").status, FileStatus::kIngested);
+    EXPECT_EQ(File(*first, "validation.jsonl").rows, 4u);
+
+    WriteFile(gqa_ / "train.jsonl", whole);  // whole again
+    auto second = Run(db);
+    ASSERT_THAT(second, IsOk());
+    EXPECT_EQ(File(*second, "train.jsonl").status, FileStatus::kReingested);
+    EXPECT_EQ(File(*second, "train.jsonl").rows, static_cast<uint64_t>(n));
+    EXPECT_EQ(File(*second, "validation.jsonl").status, FileStatus::kAlreadyIngested);
+    EXPECT_EQ(second->ExitCode(), 0);
+    EXPECT_EQ(Verify(db).digest, CleanDigest(absl::StrCat("clean_shrink", round)));
+    // And a third run has nothing to do.
+    auto third = Run(db);
+    ASSERT_THAT(third, IsOk());
+    EXPECT_EQ(File(*third, "train.jsonl").status, FileStatus::kAlreadyIngested);
+  }
+}
+
+// A file rewritten between runs (same size, bytes changed in the middle, or
+// shorter) is found by its content hash: its group is ingested again, and
+// images only the old rows used are swept.
+TEST_F(IngesterTest, FileChangedBetweenRunsIsReingested) {
+  WriteFile(gqa_ / "train.jsonl", Rows(0, 20));
+  const fs::path db = Db("db");
+  ASSERT_THAT(Run(db), IsOk());
+
+  std::string changed = Rows(0, 20);
+  const size_t mid = changed.find("picture 10?");
+  changed.replace(mid, 11, "picture X0?");  // same size
+  WriteFile(gqa_ / "train.jsonl", changed);
+  auto r = Run(db);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(File(*r, "train.jsonl").status, FileStatus::kReingested);
+  EXPECT_THAT(File(*r, "train.jsonl").note, HasSubstr("its content changed since it was ingested"));
+  EXPECT_EQ(Verify(db).digest, CleanDigest("clean1"));
+
+  WriteFile(gqa_ / "train.jsonl", Rows(0, 7));  // shorter: images of rows 7..19 go
+  auto shorter = Run(db);
+  ASSERT_THAT(shorter, IsOk());
+  EXPECT_EQ(File(*shorter, "train.jsonl").status, FileStatus::kReingested);
+  EXPECT_GT(shorter->swept_images, 0u);
+  EXPECT_EQ(Verify(db).digest, CleanDigest("clean2"));
+}
+
+// Same size and modification time, other bytes: the quick check trusts the
+// stat; --verify-sources re-hashes and finds the change. A file only touched
+// is re-hashed once, found unchanged, and skipped.
+TEST_F(IngesterTest, VerifySourcesFindsWhatTheQuickCheckCannot) {
+  const fs::path train = gqa_ / "train.jsonl";
+  WriteFile(train, Rows(0, 10));
+  Age(train, 3600);
+  const fs::path db = Db("db");
+  ASSERT_THAT(Run(db), IsOk());
+
+  struct stat before;
+  ASSERT_EQ(::stat(train.c_str(), &before), 0);
+  std::string other = Rows(0, 10);
+  other.replace(other.find("thing 3"), 7, "thing Z");
+  {
+    std::fstream f(train, std::ios::in | std::ios::out | std::ios::binary);  // in place: same inode
+    f << other;
+  }
+  struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, train.c_str(), times, 0), 0);
+  auto quick = Run(db);
+  ASSERT_THAT(quick, IsOk());
+  EXPECT_EQ(File(*quick, "train.jsonl").status, FileStatus::kAlreadyIngested);
+
+  IngestOptions verify;
+  verify.verify_sources = true;
+  auto full = Run(db, verify);
+  ASSERT_THAT(full, IsOk());
+  EXPECT_EQ(File(*full, "train.jsonl").status, FileStatus::kReingested);
+  EXPECT_EQ(Verify(db).digest, CleanDigest("clean"));
+
+  // Touched only: re-hashed, unchanged, skipped.
+  Age(train, 60);
+  auto touched = Run(db);
+  ASSERT_THAT(touched, IsOk());
+  EXPECT_EQ(File(*touched, "train.jsonl").status, FileStatus::kAlreadyIngested);
+  EXPECT_EQ(touched->rows, 0u);
+}
+
+// A FIFO named like a data file or a pool is refused with the reason; the run
+// neither hangs nor loses the other files.
+TEST_F(IngesterTest, FifosAreRejectedWithoutBlocking) {
+  WriteFile(gqa_ / "train.jsonl", Rows(0, 5));
+  ASSERT_EQ(::mkfifo((gqa_ / "validation.jsonl").c_str(), 0600), 0);
+  const fs::path db = Db("db");
+  auto r = Run(db);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(File(*r, "validation.jsonl").status, FileStatus::kFailed);
+  EXPECT_EQ(File(*r, "train.jsonl").rows, 5u);
+  EXPECT_EQ(r->ExitCode(), 3);
+  EXPECT_THAT(Rejects(db), HasSubstr("is a FIFO (named pipe), not a regular file"));
+
+  fs::remove(gqa_ / "validation.jsonl");
+  fs::remove(gqa_ / "instruction.json");
+  ASSERT_EQ(::mkfifo((gqa_ / "instruction.json").c_str(), 0600), 0);
+  WriteFile(gqa_ / "test.jsonl", Rows(50, 53));
+  auto p = Run(Db("db2"));
+  ASSERT_THAT(p, IsOk());
+  EXPECT_EQ(p->rows, 0u);
+  EXPECT_THAT(Rejects(Db("db2")), HasSubstr("instruction.json is a FIFO"));
+}
+
+// Rows without their own instruction need a usable pool: a missing or
+// malformed pool rejects them naming the file; rows with their own
+// instruction are kept. Nothing is served with an empty instruction.
+TEST_F(IngesterTest, RowsWithoutAUsableInstructionPoolAreRejected) {
+  std::string mixed = Rows(0, 4);
+  for (int i = 4; i < 7; ++i) absl::StrAppend(&mixed, Row(i, "Say what you see."), "\n");
+  WriteFile(gqa_ / "train.jsonl", mixed);
+  struct Case {
+    std::string pool;  // "" = no pool file
+    std::string reason;
+  };
+  const Case cases[] = {
+      {"", "has no instructions.json / instruction.json"},
+      {"[\"Answer.\", 3]", "instruction.json: instruction entry 1 is not a string"},
+      {"[\"Answer.\", ", "instruction.json: not valid JSON"},
+      {"[]", "holds no instructions"},
+      {"[\"\"]", "is an empty string"},
+      {"{\"prompts\": [\"x\"]}", "expected a JSON array of strings"},
+  };
+  int k = 0;
+  for (const Case& c : cases) {
+    fs::remove(gqa_ / "instruction.json");
+    if (!c.pool.empty()) WriteFile(gqa_ / "instruction.json", c.pool);
+    const fs::path db = Db(absl::StrCat("db", k++));
+    auto r = Run(db);
+    ASSERT_THAT(r, IsOk());
+    EXPECT_EQ(r->ExitCode(), 3) << c.pool;
+    EXPECT_EQ(r->rows, 3u) << c.pool;  // the rows with their own instruction
+    const std::string rejects = Rejects(db);
+    EXPECT_THAT(rejects, HasSubstr("missing instruction: the row has none, and ")) << c.pool;
+    EXPECT_THAT(rejects, HasSubstr(c.reason)) << c.pool;
+    auto store = storage::Store::Open({.path = db.string(), .read_only = true});
+    ASSERT_THAT(store, IsOk());
+    ASSERT_THAT((*store)->ForEachInstance([](storage::Instance&& x) {
+      EXPECT_EQ(x.instruction, "Say what you see.");
+      return true;
+    }), IsOk());
+  }
+}
+
+// A placeholder the row cannot fill is never served unsubstituted.
+TEST_F(IngesterTest, UnfillablePlaceholdersAreRejected) {
+  WriteFile(gqa_ / "instruction.json", "[\"Is [HYPO] true of the image?\"]");
+  WriteFile(gqa_ / "train.jsonl", Rows(0, 2) + Row(2, "Does [HYPO] hold?") + "\n");
+  const fs::path db = Db("db");
+  auto r = Run(db);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->rows, 0u);
+  EXPECT_EQ(r->rejected, 3u);
+  const std::string rejects = Rejects(db);
+  EXPECT_THAT(rejects, HasSubstr("the task's instructions use [HYPO], and the row gives nothing"));
+  EXPECT_THAT(rejects, HasSubstr("the row's instruction uses [HYPO], and the row gives nothing"));
+}
+
+// A rejects file that cannot be written fails the run before the commit that
+// would cover its records; a re-run writes them all, once.
+TEST_F(IngesterTest, RejectWriteFailureIsFatalAndRedoneByTheNextRun) {
+  std::string lines = Rows(0, 3) + "{not json\n" + Rows(3, 6) + "[1]\n";
+  WriteFile(gqa_ / "train.jsonl", lines);
+  const fs::path db = Db("db");
+  IngestOptions full;
+  full.rejects_path = "/dev/full";
+  EXPECT_THAT(Run(db, full), StatusIs(absl::StatusCode::kUnavailable,
+                                      HasSubstr("cannot write the rejects file /dev/full: No space left")));
+  auto again = Run(db);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->ExitCode(), 3);
+  EXPECT_EQ(File(*again, "train.jsonl").rejected, 2u);
+  const std::string rejects = Rejects(db);
+  EXPECT_EQ(std::count(rejects.begin(), rejects.end(), '\n'), 2);
+  EXPECT_EQ(File(*again, "train.jsonl").rows, 6u);
+  EXPECT_EQ(Verify(db).instances, 6u);
+}
+
+// Records past the committed length (written by a run killed before its
+// commit) are cut by the next run, even one that rejects nothing.
+TEST_F(IngesterTest, UncommittedRejectRecordsAreCut) {
+  WriteFile(gqa_ / "train.jsonl", Rows(0, 3) + "{not json\n");
+  const fs::path db = Db("db");
+  ASSERT_THAT(Run(db), IsOk());
+  const std::string committed = Rejects(db);
+  {
+    std::ofstream f(db / "rejects.jsonl", std::ios::app);
+    f << "{\"file\": \"from a killed run\"}\n{\"cut mid-";
+  }
+  auto r = Run(db);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(Rejects(db), committed);
+}
+
+// Two files of one group (canonical JSONL): a change in one re-ingests both;
+// a change when the other is not part of the run is refused, not half-done.
+TEST_F(IngesterTest, AChangedFileReingestsItsWholeGroup) {
+  const fs::path a = dir_.path() / "a.jsonl", b = dir_.path() / "b.jsonl";
+  auto canonical = [](int from, int to) {
+    std::string out;
+    for (int i = from; i < to; ++i) {
+      absl::StrAppend(&out, "{\"instruction\": \"Describe.\", \"inputs\": \"\", \"outputs\": \"o", i,
+                      "\", \"image_base64_str\": [\"", ImageB64(i), "\"]}\n");
+    }
+    return out;
+  };
+  WriteFile(a, canonical(0, 5));
+  WriteFile(b, canonical(5, 9));
+  IngestOptions both;
+  both.sources = {a.string(), b.string()};
+  both.discover = {"mine", "train", "en", {}};
+  const fs::path db = Db("db");
+  ASSERT_THAT(Run(db, both), IsOk());
+
+  WriteFile(a, canonical(0, 3));
+  auto r = Run(db, both);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(File(*r, "a.jsonl").status, FileStatus::kReingested);
+  EXPECT_EQ(File(*r, "b.jsonl").status, FileStatus::kReingested);
+  EXPECT_EQ(Verify(db).instances, 7u);
+  IngestOptions clean = both;
+  auto c = Run(Db("clean"), clean);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(Verify(db).digest, Verify(Db("clean")).digest);
+
+  WriteFile(a, canonical(0, 2));
+  IngestOptions only_a = both;
+  only_a.sources = {a.string()};
+  auto refused = Run(db, only_a);
+  ASSERT_THAT(refused, IsOk());
+  EXPECT_EQ(refused->ExitCode(), 3);
+  EXPECT_EQ(File(*refused, "a.jsonl").status, FileStatus::kFailed);
+  EXPECT_THAT(Rejects(db), HasSubstr("b.jsonl, which this run does not ingest: run ingest with every source"));
+  EXPECT_EQ(Verify(db).instances, 7u);  // untouched
+}
+
+}  // namespace
+}  // namespace m3serve::ingest
