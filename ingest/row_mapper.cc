@@ -1,7 +1,7 @@
 #include "ingest/row_mapper.h"
 
 #include <fstream>
-#include <initializer_list>
+#include <vector>
 
 #include <opencv2/imgcodecs.hpp>
 
@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/types/span.h"
 #include "common/base64.h"
 #include "common/hash.h"
 #include "common/image_probe.h"
@@ -25,15 +26,31 @@ namespace dom = simdjson::dom;
 // Debian's Abseil has its own string_view type; simdjson returns std::string_view.
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-using Keys = std::initializer_list<absl::string_view>;
+// Keys to probe, in order. The constants below are static arrays, so spans of
+// them never dangle.
+using Keys = absl::Span<const absl::string_view>;
 
-constexpr Keys kImageKeys = {"image_base64_str", "images", "image", "img_str", "image_str",
-                             "video_str", "meta.image_base64_str"};
-constexpr Keys kRephrasedImageKeys = {"meta.image_base64_str", "image_base64_str", "images",
-                                      "image", "img_str", "image_str", "video_str"};
-constexpr Keys kInstructionKeys = {"instruction", "meta.instruction"};
-constexpr Keys kInputKeys = {"inputs", "input", "question", "meta.inputs"};
-constexpr Keys kOutputKeys = {"outputs", "output", "answer", "caption", "meta.outputs"};
+constexpr absl::string_view kImageKeyList[] = {"image_base64_str", "images", "image", "img_str",
+                                               "image_str", "video_str", "meta.image_base64_str"};
+constexpr absl::string_view kRephrasedImageKeyList[] = {
+    "meta.image_base64_str", "image_base64_str", "images", "image", "img_str", "image_str", "video_str"};
+constexpr absl::string_view kInstructionKeyList[] = {"instruction", "meta.instruction"};
+constexpr absl::string_view kRephrasedInstructionKeyList[] = {"meta.instruction", "instruction"};
+constexpr absl::string_view kInputKeyList[] = {"inputs", "input", "question", "meta.inputs"};
+constexpr absl::string_view kRephrasedInputKeyList[] = {"meta.inputs", "inputs", "input", "question"};
+constexpr absl::string_view kOutputKeyList[] = {"outputs", "output", "answer", "caption", "meta.outputs"};
+constexpr absl::string_view kRephrasedOutputKeyList[] = {"answer", "meta.answer", "outputs", "output",
+                                                         "meta.outputs"};
+constexpr Keys kImageKeys(kImageKeyList);
+constexpr Keys kRephrasedImageKeys(kRephrasedImageKeyList);
+constexpr Keys kInstructionKeys(kInstructionKeyList);
+constexpr Keys kRephrasedInstructionKeys(kRephrasedInstructionKeyList);
+constexpr Keys kInputKeys(kInputKeyList);
+constexpr Keys kRephrasedInputKeys(kRephrasedInputKeyList);
+constexpr Keys kOutputKeys(kOutputKeyList);
+constexpr Keys kRephrasedOutputKeys(kRephrasedOutputKeyList);
+
+std::vector<absl::string_view> V(Keys keys) { return {keys.begin(), keys.end()}; }
 
 const char* TypeName(dom::element_type t) {
   switch (t) {
@@ -435,188 +452,312 @@ void SsOptions(const std::string& true_class, const RowContext& ctx, Text* t) {
 
 }  // namespace
 
+namespace {
+
+// ---------------------------------------------------------------------------
+// One function per mapping. Each gets the row (images and required keys
+// already checked), the generic instruction / inputs / outputs and the base
+// instance, and appends the instances.
+
+using MapFn = absl::Status (*)(dom::object row, const RowContext& ctx, Text t, DraftInstance base,
+                               std::vector<DraftInstance>* out);
+
+absl::Status Finish(Text t, DraftInstance base, Keys output_keys, std::vector<DraftInstance>* out) {
+  M3SERVE_RETURN_IF_ERROR(RequireOutputs(t, output_keys));
+  base.instruction = std::move(t.instruction);
+  base.inputs = std::move(t.inputs);
+  base.outputs = std::move(t.outputs);
+  out->push_back(std::move(base));
+  return absl::OkStatus();
+}
+
+absl::Status MapGeneric(dom::object, const RowContext&, Text t, DraftInstance base,
+                        std::vector<DraftInstance>* out) {
+  return Finish(std::move(t), std::move(base), kOutputKeys, out);
+}
+
+absl::Status MapCoco(dom::object row, const RowContext&, Text t, DraftInstance base,
+                     std::vector<DraftInstance>* out) {
+  dom::element targets;
+  if (!Lookup(row, "meta.targets", &targets)) return Finish(std::move(t), std::move(base), kOutputKeys, out);
+  dom::array arr;
+  if (targets.get_array().get(arr)) return TypeError("meta.targets", "a list of captions", targets);
+  size_t i = 0;
+  for (dom::element cap : arr) {
+    std::string_view s;
+    if (cap.get_string().get(s)) return TypeError(absl::StrCat("meta.targets[", i, "]"), "a string", cap);
+    if (s.empty()) return absl::InvalidArgumentError(absl::StrCat("field 'meta.targets[", i, "]' is empty"));
+    DraftInstance d = base;
+    d.instruction = t.instruction;
+    d.inputs = t.inputs;
+    d.outputs = std::string(s);
+    out->push_back(std::move(d));
+    ++i;
+  }
+  if (i == 0) return absl::InvalidArgumentError("field 'meta.targets' is an empty list");
+  return absl::OkStatus();
+}
+
+absl::Status MapVqaV2(dom::object row, const RowContext&, Text t, DraftInstance base,
+                      std::vector<DraftInstance>* out) {
+  absl::string_view para, orig;
+  bool has_para, has_orig;
+  M3SERVE_RETURN_IF_ERROR(FirstString(row, {"paraphrased_answer"}, &has_para, &para));
+  M3SERVE_RETURN_IF_ERROR(FirstString(row, {"original_answer"}, &has_orig, &orig));
+  const bool unusable = has_para && (ContainsLower(para, "not answerable") || ContainsLower(para, "sorry") ||
+                                     ContainsLower(para, "image descriptions"));
+  if (has_para && !unusable) {
+    t.outputs = std::string(para);
+    t.has_outputs = true;
+  } else if (has_orig) {
+    t.outputs = absl::StrCat("The answer is ", orig, ".");
+    t.has_outputs = true;
+  } else if (has_para) {
+    t.outputs = std::string(para);
+    t.has_outputs = true;
+  }
+  return Finish(std::move(t), std::move(base), kOutputKeys, out);
+}
+
+absl::Status MapOkvqa(dom::object row, const RowContext&, Text t, DraftInstance base,
+                      std::vector<DraftInstance>* out) {
+  absl::string_view para, answer;
+  bool has_para, has_answer;
+  M3SERVE_RETURN_IF_ERROR(FirstString(row, {"paraphrased_answer"}, &has_para, &para));
+  M3SERVE_RETURN_IF_ERROR(FirstString(row, {"answer"}, &has_answer, &answer));
+  if (has_para && !(ContainsLower(para, "sorry") && has_answer)) {
+    t.outputs = std::string(para);
+    t.has_outputs = true;
+  } else if (has_answer) {
+    t.outputs = absl::StrCat("The answer is ", answer, ".");
+    t.has_outputs = true;
+  }
+  return Finish(std::move(t), std::move(base), kOutputKeys, out);
+}
+
+absl::Status MapAokvqa(dom::object row, const RowContext&, Text t, DraftInstance base,
+                       std::vector<DraftInstance>* out) {
+  absl::string_view rationale, answer;
+  bool has_r, has_a;
+  M3SERVE_RETURN_IF_ERROR(FirstString(row, {"rationale"}, &has_r, &rationale));
+  M3SERVE_RETURN_IF_ERROR(FirstString(row, {"answer"}, &has_a, &answer));
+  if (has_r && has_a) {
+    t.outputs = absl::StrCat(rationale, " So the answer is ", answer, ".");
+    t.has_outputs = true;
+  }
+  return Finish(std::move(t), std::move(base), kOutputKeys, out);
+}
+
+absl::Status MapViquae(dom::object row, const RowContext&, Text t, DraftInstance base,
+                       std::vector<DraftInstance>* out) {
+  bool found;
+  absl::string_view v;
+  M3SERVE_RETURN_IF_ERROR(FirstString(row, {"paraphrased_answer"}, &found, &v));
+  if (found) {
+    t.outputs = std::string(v);
+    t.has_outputs = true;
+  }
+  return Finish(std::move(t), std::move(base), kOutputKeys, out);
+}
+
+absl::Status MapVist(dom::object row, const RowContext&, Text t, DraftInstance base,
+                     std::vector<DraftInstance>* out) {
+  dom::element sentences;
+  if (Lookup(row, "sentences", &sentences)) {
+    dom::array arr;
+    if (sentences.get_array().get(arr)) return TypeError("sentences", "a list of strings", sentences);
+    std::vector<absl::string_view> parts;
+    for (dom::element s : arr) {
+      std::string_view sv;
+      if (s.get_string().get(sv)) return TypeError(absl::StrCat("sentences[", parts.size(), "]"), "a string", s);
+      parts.push_back(AV(sv));
+    }
+    if (parts.empty()) return absl::InvalidArgumentError("field 'sentences' is an empty list");
+    t.outputs = absl::StrJoin(parts, " ");
+    t.has_outputs = true;
+  }
+  return Finish(std::move(t), std::move(base), kOutputKeys, out);
+}
+
+absl::Status MapSnliVe(dom::object row, const RowContext&, Text t, DraftInstance base,
+                       std::vector<DraftInstance>* out) {
+  bool found;
+  absl::string_view v;
+  M3SERVE_RETURN_IF_ERROR(FirstString(row, {"hypothesis"}, &found, &v));
+  if (v.empty()) return absl::InvalidArgumentError("field 'hypothesis' is empty");
+  base.template_vars.emplace_back("HYPO", std::string(v));
+  if (!t.instruction.empty()) t.instruction = absl::StrReplaceAll(t.instruction, {{"[HYPO]", v}});
+  absl::string_view label;
+  bool has_label;
+  M3SERVE_RETURN_IF_ERROR(FirstString(row, {"label", "gold_label"}, &has_label, &label));
+  if (has_label) {  // the vocabulary was checked: contradiction / entailment / neutral
+    const std::string l = absl::AsciiStrToLower(label);
+    std::string mapped = l == "contradiction" ? "no" : l == "entailment" ? "yes" : "maybe";
+    absl::string_view rationale;
+    bool has_rationale;
+    M3SERVE_RETURN_IF_ERROR(FirstString(row, {"rationale", "explanation"}, &has_rationale, &rationale));
+    if (mapped == "maybe" && has_rationale) mapped = absl::StrCat(mapped, ". ", rationale);
+    t.outputs = std::move(mapped);
+    t.has_outputs = true;
+  }
+  return Finish(std::move(t), std::move(base), kOutputKeys, out);
+}
+
+absl::Status MapImagenet(dom::object row, const RowContext& ctx, Text t, DraftInstance base,
+                         std::vector<DraftInstance>* out) {
+  M3SERVE_RETURN_IF_ERROR(ImagenetClass(row, ctx.aux, &t));
+  return Finish(std::move(t), std::move(base), kOutputKeys, out);
+}
+
+absl::Status MapSs(dom::object row, const RowContext& ctx, Text t, DraftInstance base,
+                   std::vector<DraftInstance>* out) {
+  if (!t.has_outputs) {
+    bool found;
+    std::string label;
+    absl::string_view which;
+    M3SERVE_RETURN_IF_ERROR(StringOrInteger(row, {"label", "class", "template"}, &found, &label, &which));
+    if (found && ctx.aux != nullptr && !ctx.aux->class_to_label.empty()) {
+      // labels.json is the vocabulary: a class name, or a label it maps to one.
+      if (auto it = ctx.aux->label_to_class.find(label); it != ctx.aux->label_to_class.end()) {
+        label = it->second;
+      } else if (!ctx.aux->class_to_label.count(label)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "field '", which, "': '", label, "' is neither a class nor a label of labels.json"));
+      }
+    }
+    if (found) SsOptions(label, ctx, &t);
+  }
+  return Finish(std::move(t), std::move(base), kOutputKeys, out);
+}
+
+absl::Status MapRephrased(dom::object, const RowContext&, Text t, DraftInstance base,
+                          std::vector<DraftInstance>* out) {
+  return Finish(std::move(t), std::move(base), kRephrasedOutputKeys, out);
+}
+
+absl::Status MapTranslatedRow(dom::object row, const RowContext& ctx, Text, DraftInstance,
+                              std::vector<DraftInstance>* out) {
+  DraftInstance d;
+  M3SERVE_RETURN_IF_ERROR(MapTranslated(row, ctx, &d));
+  d.meta_json = MetaJson(row);
+  out->push_back(std::move(d));
+  return absl::OkStatus();
+}
+
+// The table: per mapping, its name, its required keys and vocabularies, the
+// keys of its image, instruction, inputs and outputs, and its function.
+struct MappingEntry {
+  MappingSpec spec;
+  Keys image_keys, instruction_keys, input_keys, output_keys;
+  MapFn map;
+};
+
+const std::vector<MappingEntry>& Table() {
+  const std::vector<absl::string_view> question = {"question", "inputs", "input"};
+  static const auto* table = new std::vector<MappingEntry>{
+      {{Mapping::kGeneric, "generic", {{"output", V(kOutputKeys)}}, {}},
+       kImageKeys, kInstructionKeys, kInputKeys, kOutputKeys, MapGeneric},
+      {{Mapping::kCoco, "coco", {{"caption", {"meta.targets", "outputs", "output", "answer", "caption"}}}, {}},
+       kImageKeys, kInstructionKeys, kInputKeys, kOutputKeys, MapCoco},
+      {{Mapping::kVqaV2, "vqa-v2",
+        {{"question", question},
+         {"answer", {"paraphrased_answer", "original_answer", "outputs", "output", "answer"}}}, {}},
+       kImageKeys, kInstructionKeys, kInputKeys, kOutputKeys, MapVqaV2},
+      {{Mapping::kOkvqa, "okvqa",
+        {{"question", question}, {"answer", {"paraphrased_answer", "answer", "outputs", "output"}}}, {}},
+       kImageKeys, kInstructionKeys, kInputKeys, kOutputKeys, MapOkvqa},
+      {{Mapping::kAokvqa, "a-okvqa", {{"question", question}, {"answer", {"answer", "outputs", "output"}}}, {}},
+       kImageKeys, kInstructionKeys, kInputKeys, kOutputKeys, MapAokvqa},
+      {{Mapping::kViquae, "viquae",
+        {{"question", question}, {"answer", {"paraphrased_answer", "answer", "outputs", "output"}}}, {}},
+       kImageKeys, kInstructionKeys, kInputKeys, kOutputKeys, MapViquae},
+      {{Mapping::kVist, "vist", {{"story", {"sentences", "outputs", "output"}}}, {}},
+       kImageKeys, kInstructionKeys, kInputKeys, kOutputKeys, MapVist},
+      {{Mapping::kSnliVe, "snli-ve",
+        {{"hypothesis", {"hypothesis"}}, {"label", {"label", "gold_label", "outputs", "output"}}},
+        {{{"label", "gold_label"}, {"contradiction", "entailment", "neutral"}}}},
+       kImageKeys, kInstructionKeys, kInputKeys, kOutputKeys, MapSnliVe},
+      {{Mapping::kImagenet, "imagenet",
+        {{"class", {"outputs", "output", "answer", "caption", "label_name", "class_name", "label", "label_idx",
+                    "class_id", "target"}}}, {}},
+       kImageKeys, kInstructionKeys, kInputKeys, kOutputKeys, MapImagenet},
+      {{Mapping::kSs, "ss", {{"class", {"outputs", "output", "answer", "label", "class", "template"}}}, {}},
+       kImageKeys, kInstructionKeys, kInputKeys, kOutputKeys, MapSs},
+      {{Mapping::kRephrased, "rephrased", {{"answer", V(kRephrasedOutputKeys)}}, {}},
+       kRephrasedImageKeys, kRephrasedInstructionKeys, kRephrasedInputKeys, kRephrasedOutputKeys, MapRephrased},
+      {{Mapping::kTranslated, "m3it-80", {{"output", {"outputs", "output", "answer"}}}, {}},
+       {}, {}, {}, {}, MapTranslatedRow},
+  };
+  return *table;
+}
+
+const MappingEntry& EntryFor(Mapping m) {
+  for (const auto& e : Table()) {
+    if (e.spec.mapping == m) return e;
+  }
+  return Table().front();
+}
+
+absl::Status CheckSpec(dom::object row, const MappingSpec& spec) {
+  for (const auto& req : spec.required) {
+    bool present = false;
+    for (absl::string_view k : req.keys) {
+      dom::element e;
+      if (Lookup(row, k, &e)) {
+        present = true;
+        break;
+      }
+    }
+    if (!present) {
+      return absl::InvalidArgumentError(absl::StrCat("missing ", req.what, ": none of the keys ",
+                                                     absl::StrJoin(req.keys, ", "), " is present (",
+                                                     spec.name, " rows need it)"));
+    }
+  }
+  for (const auto& vocab : spec.vocabularies) {
+    bool found;
+    absl::string_view value, key;
+    M3SERVE_RETURN_IF_ERROR(FirstString(row, vocab.keys, &found, &value, &key));
+    if (!found) continue;
+    const std::string lower = absl::AsciiStrToLower(value);
+    bool known = false;
+    for (absl::string_view v : vocab.values) known = known || v == lower;
+    if (!known) {
+      return absl::InvalidArgumentError(absl::StrCat("field '", key, "': '", value, "' is not one of ",
+                                                     absl::StrJoin(vocab.values, ", "), " (", spec.name,
+                                                     " labels)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<MappingSpec> MappingSpecs() {
+  std::vector<MappingSpec> out;
+  for (const auto& e : Table()) out.push_back(e.spec);
+  return out;
+}
+
 absl::Status MapRow(dom::element row_el, const RowContext& ctx, std::vector<DraftInstance>* out) {
   dom::object row;
   if (row_el.get_object().get(row)) {
     return absl::InvalidArgumentError(
         absl::StrCat("line is a JSON ", TypeName(row_el.type()), ", not an object"));
   }
-  if (ctx.mapping == Mapping::kTranslated) {
-    DraftInstance d;
-    M3SERVE_RETURN_IF_ERROR(MapTranslated(row, ctx, &d));
-    d.meta_json = MetaJson(row);
-    out->push_back(std::move(d));
-    return absl::OkStatus();
-  }
-
+  const MappingEntry& entry = EntryFor(ctx.mapping);
   DraftInstance base;
   Text t;
-  const bool rephrased = ctx.mapping == Mapping::kRephrased;
-  M3SERVE_RETURN_IF_ERROR(ExtractImagesWithKeys(row, rephrased ? kRephrasedImageKeys : kImageKeys,
-                                                ctx.images, &base.images));
-  if (rephrased) {
-    M3SERVE_RETURN_IF_ERROR(GenericText(row, {"meta.instruction", "instruction"},
-                                        {"meta.inputs", "inputs", "input", "question"},
-                                        {"answer", "meta.answer", "outputs", "output", "meta.outputs"},
-                                        &t));
-  } else {
-    M3SERVE_RETURN_IF_ERROR(GenericText(row, kInstructionKeys, kInputKeys, kOutputKeys, &t));
+  if (ctx.mapping != Mapping::kTranslated) {
+    M3SERVE_RETURN_IF_ERROR(ExtractImagesWithKeys(row, entry.image_keys, ctx.images, &base.images));
   }
-  base.meta_json = MetaJson(row);
-  bool found;
-  absl::string_view v;
-
-  switch (ctx.mapping) {
-    case Mapping::kCoco: {
-      dom::element targets;
-      if (Lookup(row, "meta.targets", &targets)) {
-        dom::array arr;
-        if (targets.get_array().get(arr)) return TypeError("meta.targets", "a list of captions", targets);
-        size_t i = 0;
-        for (dom::element cap : arr) {
-          std::string_view s;
-          if (cap.get_string().get(s)) {
-            return TypeError(absl::StrCat("meta.targets[", i, "]"), "a string", cap);
-          }
-          DraftInstance d = base;
-          d.instruction = t.instruction;
-          d.inputs = t.inputs;
-          d.outputs = std::string(s);
-          out->push_back(std::move(d));
-          ++i;
-        }
-        if (i == 0) return absl::InvalidArgumentError("field 'meta.targets' is an empty list");
-        return absl::OkStatus();
-      }
-      break;
-    }
-    case Mapping::kVqaV2: {
-      absl::string_view para, orig;
-      bool has_para, has_orig;
-      M3SERVE_RETURN_IF_ERROR(FirstString(row, {"paraphrased_answer"}, &has_para, &para));
-      M3SERVE_RETURN_IF_ERROR(FirstString(row, {"original_answer"}, &has_orig, &orig));
-      const bool unusable = has_para && (ContainsLower(para, "not answerable") ||
-                                         ContainsLower(para, "sorry") ||
-                                         ContainsLower(para, "image descriptions"));
-      if (has_para && !unusable) {
-        t.outputs = std::string(para);
-        t.has_outputs = true;
-      } else if (has_orig) {
-        t.outputs = absl::StrCat("The answer is ", orig, ".");
-        t.has_outputs = true;
-      } else if (has_para) {
-        t.outputs = std::string(para);
-        t.has_outputs = true;
-      }
-      break;
-    }
-    case Mapping::kOkvqa: {
-      absl::string_view para, answer;
-      bool has_para, has_answer;
-      M3SERVE_RETURN_IF_ERROR(FirstString(row, {"paraphrased_answer"}, &has_para, &para));
-      M3SERVE_RETURN_IF_ERROR(FirstString(row, {"answer"}, &has_answer, &answer));
-      if (has_para && !(ContainsLower(para, "sorry") && has_answer)) {
-        t.outputs = std::string(para);
-        t.has_outputs = true;
-      } else if (has_answer) {
-        t.outputs = absl::StrCat("The answer is ", answer, ".");
-        t.has_outputs = true;
-      }
-      break;
-    }
-    case Mapping::kAokvqa: {
-      absl::string_view rationale, answer;
-      bool has_r, has_a;
-      M3SERVE_RETURN_IF_ERROR(FirstString(row, {"rationale"}, &has_r, &rationale));
-      M3SERVE_RETURN_IF_ERROR(FirstString(row, {"answer"}, &has_a, &answer));
-      if (has_r && has_a) {
-        t.outputs = absl::StrCat(rationale, " So the answer is ", answer, ".");
-        t.has_outputs = true;
-      }
-      break;
-    }
-    case Mapping::kViquae: {
-      M3SERVE_RETURN_IF_ERROR(FirstString(row, {"paraphrased_answer"}, &found, &v));
-      if (found) {
-        t.outputs = std::string(v);
-        t.has_outputs = true;
-      }
-      break;
-    }
-    case Mapping::kVist: {
-      dom::element sentences;
-      if (Lookup(row, "sentences", &sentences)) {
-        dom::array arr;
-        if (sentences.get_array().get(arr)) return TypeError("sentences", "a list of strings", sentences);
-        std::vector<absl::string_view> parts;
-        for (dom::element s : arr) {
-          std::string_view sv;
-          if (s.get_string().get(sv)) {
-            return TypeError(absl::StrCat("sentences[", parts.size(), "]"), "a string", s);
-          }
-          parts.push_back(AV(sv));
-        }
-        if (parts.empty()) return absl::InvalidArgumentError("field 'sentences' is an empty list");
-        t.outputs = absl::StrJoin(parts, " ");
-        t.has_outputs = true;
-      }
-      break;
-    }
-    case Mapping::kSnliVe: {
-      M3SERVE_RETURN_IF_ERROR(FirstString(row, {"hypothesis"}, &found, &v));
-      if (found) {
-        base.template_vars.emplace_back("HYPO", std::string(v));
-        if (!t.instruction.empty()) {
-          t.instruction = absl::StrReplaceAll(t.instruction, {{"[HYPO]", v}});
-        }
-      }
-      absl::string_view label;
-      bool has_label;
-      M3SERVE_RETURN_IF_ERROR(FirstString(row, {"label", "gold_label"}, &has_label, &label));
-      if (has_label) {
-        std::string l = absl::AsciiStrToLower(label);
-        std::string mapped = l == "contradiction" ? "no"
-                             : l == "entailment" ? "yes"
-                             : l == "neutral"    ? "maybe"
-                                                 : std::string(label);
-        absl::string_view rationale;
-        bool has_rationale;
-        M3SERVE_RETURN_IF_ERROR(
-            FirstString(row, {"rationale", "explanation"}, &has_rationale, &rationale));
-        if (mapped == "maybe" && has_rationale) mapped = absl::StrCat(mapped, ". ", rationale);
-        t.outputs = std::move(mapped);
-        t.has_outputs = true;
-      }
-      break;
-    }
-    case Mapping::kImagenet:
-      M3SERVE_RETURN_IF_ERROR(ImagenetClass(row, ctx.aux, &t));
-      break;
-    case Mapping::kSs: {
-      if (t.has_outputs) break;
-      std::string label;
-      absl::string_view which;
-      M3SERVE_RETURN_IF_ERROR(
-          StringOrInteger(row, {"label", "class", "template"}, &found, &label, &which));
-      if (found) {
-        if (ctx.aux != nullptr) {
-          if (auto it = ctx.aux->label_to_class.find(label); it != ctx.aux->label_to_class.end()) {
-            label = it->second;
-          }
-        }
-        SsOptions(label, ctx, &t);
-      }
-      break;
-    }
-    default:
-      break;
+  M3SERVE_RETURN_IF_ERROR(CheckSpec(row, entry.spec));
+  if (ctx.mapping != Mapping::kTranslated) {
+    M3SERVE_RETURN_IF_ERROR(
+        GenericText(row, entry.instruction_keys, entry.input_keys, entry.output_keys, &t));
+    base.meta_json = MetaJson(row);
   }
-  M3SERVE_RETURN_IF_ERROR(RequireOutputs(t, kOutputKeys));
-  base.instruction = std::move(t.instruction);
-  base.inputs = std::move(t.inputs);
-  base.outputs = std::move(t.outputs);
-  out->push_back(std::move(base));
-  return absl::OkStatus();
+  return entry.map(row, ctx, std::move(t), std::move(base), out);
 }
 
 }  // namespace m3serve::ingest

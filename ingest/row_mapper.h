@@ -96,6 +96,25 @@ enum class Mapping {
   kTranslated,  // M3IT-80
 };
 
+// What a mapping asks of every row, from the one table the mapper runs on (and
+// docs/data-layouts.md lists): each required field, present under one of its
+// keys, and the values a key may take.
+struct MappingSpec {
+  struct Required {
+    const char* what;  // "question", "hypothesis", ...
+    std::vector<absl::string_view> keys;
+  };
+  struct Vocabulary {
+    std::vector<absl::string_view> keys;
+    std::vector<absl::string_view> values;  // lower case; compared case-insensitively
+  };
+  Mapping mapping;
+  const char* name;
+  std::vector<Required> required;
+  std::vector<Vocabulary> vocabularies;
+};
+std::vector<MappingSpec> MappingSpecs();
+
 // The mapping for a task of the M3IT layout (by config name and variant).
 Mapping MappingForTask(const std::string& task, const std::string& variant);
 

@@ -1,5 +1,6 @@
 #include "ingest/row_mapper.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/status_matchers.h"
@@ -247,6 +248,74 @@ TEST_F(RowMapperTest, DecodeImageChecks) {
   std::string jpeg = ImageBytes(4);
   EXPECT_THAT(DecodeImage(Base64Encode(jpeg.substr(0, jpeg.size() - 40)), {}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("truncated")));
+}
+
+// The failures the issue found: each is now a reject naming the key.
+TEST_F(RowMapperTest, RequiredKeysAndVocabulariesAreEnforced) {
+  std::vector<DraftInstance> out;
+  EXPECT_THAT(Map(R"({"image_base64_str": "$IMG", "label": "entailment"})", Mapping::kSnliVe, &out),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("missing hypothesis: none of the keys hypothesis is present (snli-ve rows need it)")));
+  EXPECT_THAT(Map(R"({"hypothesis": "h", "image_base64_str": "$IMG", "label": "perhaps"})", Mapping::kSnliVe, &out),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("field 'label': 'perhaps' is not one of contradiction, entailment, neutral")));
+  EXPECT_THAT(Map(R"({"hypothesis": "", "image_base64_str": "$IMG", "label": "neutral"})", Mapping::kSnliVe, &out),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("field 'hypothesis' is empty")));
+  EXPECT_EQ(Outputs(R"({"hypothesis": "h", "image_base64_str": "$IMG", "gold_label": "Entailment"})",
+                    Mapping::kSnliVe), "yes");
+  EXPECT_THAT(Map(R"({"img_str": "$IMG", "original_answer": "2"})", Mapping::kVqaV2, &out),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("missing question: none of the keys question, inputs, input is present")));
+  EXPECT_THAT(Map(R"({"img_str": "$IMG", "question": "How many?"})", Mapping::kVqaV2, &out),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("missing answer")));
+  TaskAux aux;
+  aux.class_to_label = {{"pushing", "0"}, {"pulling", "1"}, {"lifting", "2"}, {"dropping", "3"}};
+  aux.label_to_class = {{"0", "pushing"}, {"1", "pulling"}, {"2", "lifting"}, {"3", "dropping"}};
+  EXPECT_THAT(Map(R"({"video_str": ["$IMG"], "label": "juggling"})", Mapping::kSs, &out, &aux),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'juggling' is neither a class nor a label of labels.json")));
+  out.clear();
+  ASSERT_THAT(Map(R"({"video_str": ["$IMG"], "label": 2})", Mapping::kSs, &out, &aux), IsOk());
+  EXPECT_THAT(out[0].outputs, HasSubstr("lifting"));
+}
+
+// Over the whole table: a row carrying the first key of every required field
+// maps; dropping every key of any one required field is rejected naming it.
+TEST_F(RowMapperTest, EveryMappingRejectsAMissingRequiredField) {
+  for (const MappingSpec& spec : MappingSpecs()) {
+    if (spec.mapping == Mapping::kTranslated) continue;  // needs its English rows (tested above)
+    auto value_for = [&](absl::string_view key) -> std::string {
+      if (key == "meta.targets" || key == "sentences") return "[\"x\"]";
+      for (const auto& v : spec.vocabularies) {
+        for (absl::string_view k : v.keys) {
+          if (k == key) return absl::StrCat("\"", v.values[0], "\"");
+        }
+      }
+      return "\"x\"";
+    };
+    auto row = [&](int skip) {
+      std::string json = R"({"image_base64_str": "$IMG", "meta": {"image_base64_str": "$IMG")";
+      std::string top;
+      for (size_t i = 0; i < spec.required.size(); ++i) {
+        if (static_cast<int>(i) == skip) continue;
+        absl::string_view key = spec.required[i].keys[0];
+        if (absl::StartsWith(key, "meta.")) {
+          absl::StrAppend(&json, ", \"", key.substr(5), "\": ", value_for(key));
+        } else {
+          absl::StrAppend(&top, ", \"", key, "\": ", value_for(key));
+        }
+      }
+      return json + "}" + top + "}";
+    };
+    std::vector<DraftInstance> out;
+    EXPECT_THAT(Map(row(-1), spec.mapping, &out), IsOk()) << spec.name << ": " << row(-1);
+    for (size_t i = 0; i < spec.required.size(); ++i) {
+      EXPECT_THAT(Map(row(static_cast<int>(i)), spec.mapping, &out),
+                  StatusIs(absl::StatusCode::kInvalidArgument,
+                           HasSubstr(absl::StrCat("missing ", spec.required[i].what, ": "))))
+          << spec.name << " without " << spec.required[i].what;
+    }
+  }
 }
 
 }  // namespace
