@@ -145,6 +145,14 @@ TEST_F(IngesterTest, FileShrinkingWhileReadIsReingestedByTheNextRun) {
     // The other file of the run is whole.
     EXPECT_EQ(File(*first, "validation.jsonl").status, FileStatus::kIngested);
     EXPECT_EQ(File(*first, "validation.jsonl").rows, 4u);
+    {
+      // verify says the store holds stale rows until the next run.
+      auto store = storage::Store::Open({.path = db.string(), .read_only = true});
+      ASSERT_THAT(store, IsOk());
+      auto v = storage::VerifyStore(**store);
+      ASSERT_THAT(v, IsOk());
+      EXPECT_THAT(v->problems, ::testing::Contains(HasSubstr("changed while it was ingested")));
+    }
 
     WriteFile(gqa_ / "train.jsonl", whole);  // whole again
     auto second = Run(db);

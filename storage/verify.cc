@@ -104,6 +104,15 @@ absl::StatusOr<VerifyReport> VerifyStore(const Store& store, size_t max_problems
     problem(absl::StrCat("catalog says ", catalog.unique_images, " unique images, store holds ",
                          metas.size()));
   }
+  // Rows of a source that changed while it was read are stale until the next
+  // ingest re-reads its group.
+  M3SERVE_RETURN_IF_ERROR(store.ForEachProgress([&](absl::string_view key, const FileProgress& p) {
+    if (p.changed) {
+      problem(absl::StrCat("source ", key, " changed while it was ingested: its rows are stale; run "
+                           "the ingest again to re-read its group"));
+    }
+    return true;
+  }));
   digest.AddRecord(catalog.fingerprint.Raw());
   r.digest = digest.Finish();
   return r;
