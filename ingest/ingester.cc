@@ -78,7 +78,8 @@ struct LineResult {
   enum Kind { kOk, kRejected, kEmpty } kind = kOk;
   uint64_t line = 0;
   std::string reason;
-  std::vector<DraftInstance> instances;
+  std::vector<DraftInstance> instances;  // images moved out once stored
+  std::vector<std::vector<Hash128>> images;  // per instance, in order
 };
 
 struct WorkItem {
@@ -91,6 +92,7 @@ struct WorkItem {
   std::string changed;      // last item: how the file changed while it was read
   LineChunk chunk;
   std::vector<LineResult> results;
+  uint64_t new_images = 0;  // images this item's worker stored first
   size_t budget = 0;  // bytes charged against the read-ahead limit
 };
 
@@ -110,6 +112,9 @@ class Pipeline {
   void ReadFile(JobState* js, uint64_t* seq);
   void WorkerLoop();
   void ProcessLines(WorkItem* item, dom::parser* parser);
+  void RecycleBuffer(std::string* buf);
+  std::string SpareBuffer();
+  absl::Status StoreImages(WorkItem* item);
   absl::Status WriteItem(WorkItem* item, IngestReport* report);
   absl::Status Commit(bool force);
   absl::Status OpenRejects(bool only_to_cut);
@@ -134,6 +139,7 @@ class Pipeline {
   bool reader_done_ = false;
   bool abort_ = false;
   size_t inflight_bytes_ = 0, inflight_items_ = 0;
+  std::vector<std::string> spare_buffers_;  // emptied chunk buffers for the reader
 
   // Reader-thread state.
   std::map<std::string, std::shared_ptr<const TaskAux>> aux_cache_;
@@ -150,8 +156,12 @@ class Pipeline {
   std::unique_ptr<RejectsFile> rejects_;
   std::map<storage::GroupKey, uint64_t> counts_;
   std::map<std::pair<std::string, std::string>, std::vector<std::string>> pools_;
-  absl::flat_hash_set<Hash128> known_images_;
   uint64_t unique_images_ = 0;
+
+  // Worker-side image storage: the first worker to claim a hash stores it.
+  std::mutex claim_mu_;
+  absl::flat_hash_set<Hash128> claimed_;
+  absl::Status worker_status_;  // first failed image write (under mu_)
   uint64_t processed_bytes_ = 0;
 };
 
@@ -286,6 +296,7 @@ void Pipeline::ReadFile(JobState* js, uint64_t* seq) {
     item->seq = (*seq)++;
     item->job = js;
     item->first_of_file = first;
+    item->chunk.buf = SpareBuffer();
     absl::Status s = (*reader)->Next(options_.chunk_bytes, options_.chunk_lines, &item->chunk);
     if (!s.ok()) {
       item->file_error = std::string(s.message());
@@ -375,9 +386,61 @@ void Pipeline::ProcessLines(WorkItem* item, dom::parser* parser) {
     }
     if (text.size() > (64u << 20)) *parser = dom::parser();  // give back a huge buffer
   }
-  // The line bytes are no longer needed; keep only the metadata.
-  item->chunk.buf.clear();
-  item->chunk.buf.shrink_to_fit();
+  RecycleBuffer(&item->chunk.buf);  // the line bytes are no longer needed
+}
+
+// Chunk buffers go back to the reader instead of to the allocator: a fresh
+// multi-megabyte buffer per chunk costs a page fault per 4 KiB touched. A few
+// are kept (the read-ahead limit bounds how many are in use); a buffer grown
+// for one huge line is freed.
+void Pipeline::RecycleBuffer(std::string* buf) {
+  std::string b = std::move(*buf);
+  *buf = std::string();
+  if (b.capacity() > 2 * options_.chunk_bytes + (1u << 20)) return;
+  b.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (spare_buffers_.size() < static_cast<size_t>(2 * workers_ + 2)) spare_buffers_.push_back(std::move(b));
+}
+
+std::string Pipeline::SpareBuffer() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (spare_buffers_.empty()) return std::string();
+  std::string b = std::move(spare_buffers_.back());
+  spare_buffers_.pop_back();
+  return b;
+}
+
+// Store the images of the item's accepted rows that no earlier row (of this
+// run or of the store) has, in one write of the worker's own; RocksDB takes
+// concurrent writes, so the committing thread carries rows only. An image
+// stored for a row a kill keeps from its commit is left unreferenced: the
+// sweep mark set when the run started makes the next run delete it.
+absl::Status Pipeline::StoreImages(WorkItem* item) {
+  storage::StoreWriteBatch batch;
+  for (LineResult& r : item->results) {
+    if (r.kind != LineResult::kOk) continue;
+    r.images.resize(r.instances.size());
+    for (size_t k = 0; k < r.instances.size(); ++k) {
+      DraftInstance& d = r.instances[k];
+      r.images[k].reserve(d.images.size());
+      for (const ImagePtr& img : d.images) {
+        r.images[k].push_back(img->hash);
+        bool first;
+        {
+          std::lock_guard<std::mutex> lock(claim_mu_);
+          first = claimed_.insert(img->hash).second;
+        }
+        if (!first) continue;
+        M3SERVE_ASSIGN_OR_RETURN(bool exists, store_->HasImage(img->hash));
+        if (exists) continue;
+        batch.PutImage(img->hash, img->meta, img->bytes);
+        ++item->new_images;
+      }
+      d.images.clear();  // the bytes are in the batch; the writer needs the hashes only
+    }
+  }
+  if (batch.Count() == 0) return absl::OkStatus();
+  return store_->Write(&batch);
 }
 
 void Pipeline::WorkerLoop() {
@@ -391,8 +454,13 @@ void Pipeline::WorkerLoop() {
       item = std::move(work_.front());
       work_.pop_front();
     }
-    if (item->file_error.empty() || !item->chunk.lines.empty()) ProcessLines(item.get(), &parser);
+    absl::Status stored;
+    if (item->file_error.empty() || !item->chunk.lines.empty()) {
+      ProcessLines(item.get(), &parser);
+      stored = StoreImages(item.get());
+    }
     std::lock_guard<std::mutex> lock(mu_);
+    if (!stored.ok() && worker_status_.ok()) worker_status_ = stored;
     uint64_t seq = item->seq;
     done_.emplace(seq, std::move(item));
     done_cv_.notify_all();
@@ -503,6 +571,8 @@ absl::Status Pipeline::WriteItem(WorkItem* item, IngestReport* report) {
   uint64_t& count = counts_[job.group];
   const uint64_t count_before = count;
   const uint64_t images_before = unique_images_;
+  unique_images_ += item->new_images;
+  report->new_images += item->new_images;
   for (LineResult& r : item->results) {
     ++rep.lines;
     ++report->lines;
@@ -520,7 +590,8 @@ absl::Status Pipeline::WriteItem(WorkItem* item, IngestReport* report) {
     ++report->rows;
     ++js.progress.ingested_rows;
     uint32_t target = 0;
-    for (DraftInstance& d : r.instances) {
+    for (size_t k = 0; k < r.instances.size(); ++k) {
+      DraftInstance& d = r.instances[k];
       storage::Instance x;
       x.group = job.group;
       x.ordinal = count++;
@@ -530,17 +601,7 @@ absl::Status Pipeline::WriteItem(WorkItem* item, IngestReport* report) {
       x.meta_json = std::move(d.meta_json);
       x.template_vars = std::move(d.template_vars);
       x.source = {job.rel_path, r.line, target++};
-      x.images.reserve(d.images.size());
-      for (const ImagePtr& img : d.images) {
-        x.images.push_back(img->hash);
-        if (known_images_.contains(img->hash)) continue;
-        M3SERVE_ASSIGN_OR_RETURN(bool exists, store_->HasImage(img->hash));
-        known_images_.insert(img->hash);
-        if (exists) continue;
-        batch_.PutImage(img->hash, img->meta, img->bytes);
-        ++unique_images_;
-        ++report->new_images;
-      }
+      x.images = std::move(r.images[k]);
       batch_.PutInstance(x);
       ++rep.instances;
       ++report->instances;
@@ -606,7 +667,11 @@ absl::Status Pipeline::Run(std::vector<JobState>* jobs, IngestReport* report) {
       done_.erase(it);
       ++next_seq_;
     }
-    status = WriteItem(item.get(), report);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      status = worker_status_;
+    }
+    if (status.ok()) status = WriteItem(item.get(), report);
     {
       std::lock_guard<std::mutex> lock(mu_);
       inflight_bytes_ -= item->budget;
@@ -738,21 +803,31 @@ absl::StatusOr<IngestReport> Ingest(storage::Store* store, const TaskRegistry& r
     report.files[i].group = discovery.jobs[i].group;
   }
   M3SERVE_RETURN_IF_ERROR(PlanSources(store, options, &jobs, &report));
+  // The sweep mark is set when a run was killed or failed after its workers
+  // stored images (some may have no row), or when PlanSources cleared a group
+  // (its old images may have none any more): then this run ends with a sweep.
+  M3SERVE_ASSIGN_OR_RETURN(const bool sweep, store->ImageSweepPending());
+  if (!sweep) {
+    // Workers store images ahead of the rows that refer to them; the mark is
+    // written first, so any flushed image is covered by it.
+    storage::StoreWriteBatch mark;
+    mark.MarkImageSweepPending(true);
+    M3SERVE_RETURN_IF_ERROR(store->Write(&mark));
+  }
   M3SERVE_ASSIGN_OR_RETURN(storage::Catalog catalog, store->ReadCatalog());
   int workers = options.threads > 0 ? options.threads
                                     : std::max(1u, std::thread::hardware_concurrency());
   Pipeline pipeline(store, options, workers, catalog.pools);
   absl::Status s = pipeline.Run(&jobs, &report);
-  if (s.ok()) {
-    // A group ingested again (here, or by a run that was killed) may have
-    // left images no instance refers to.
-    absl::StatusOr<bool> pending = store->ImageSweepPending();
-    s = pending.status();
-    if (s.ok() && *pending) {
-      absl::StatusOr<uint64_t> swept = store->SweepUnreferencedImages();
-      s = swept.status();
-      if (s.ok()) report.swept_images = *swept;
-    }
+  if (s.ok() && sweep) {
+    absl::StatusOr<uint64_t> swept = store->SweepUnreferencedImages();  // clears the mark
+    s = swept.status();
+    if (s.ok()) report.swept_images = *swept;
+  } else if (s.ok()) {
+    // Every stored image now has its committed row.
+    storage::StoreWriteBatch clear;
+    clear.MarkImageSweepPending(false);
+    s = store->Write(&clear);
   }
   if (s.ok()) s = store->Flush();
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();

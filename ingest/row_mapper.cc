@@ -304,6 +304,8 @@ std::string JsonErrorReason(simdjson::error_code err) {
   }
 }
 
+absl::Span<const absl::string_view> ImageKeys() { return kImageKeys; }
+
 absl::Status ExtractImages(dom::object row, const ImageCheckOptions& options,
                            std::vector<ImagePtr>* out) {
   return ExtractImagesWithKeys(row, kImageKeys, options, out);

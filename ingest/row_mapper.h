@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/hash.h"
 #include "storage/types.h"
 
@@ -135,6 +136,10 @@ absl::Status MapRow(simdjson::dom::element row, const RowContext& ctx,
 
 // The reject reason for a line simdjson cannot parse.
 std::string JsonErrorReason(simdjson::error_code err);
+
+// The keys that may hold a row's images, in probing order ("a.b" is key b of
+// object a).
+absl::Span<const absl::string_view> ImageKeys();
 
 // Extract and decode the images of a row by probing the known image keys.
 absl::Status ExtractImages(simdjson::dom::object row, const ImageCheckOptions& options,
