@@ -142,7 +142,7 @@ class Pipeline {
   std::vector<std::string> spare_buffers_;  // emptied chunk buffers for the reader
 
   // Reader-thread state.
-  std::map<std::string, std::shared_ptr<const TaskAux>> aux_cache_;
+  std::map<std::string, absl::StatusOr<std::shared_ptr<const TaskAux>>> aux_cache_;
   std::map<std::string, absl::StatusOr<std::vector<std::string>>> pool_cache_;
   std::set<std::string> pool_rejected_;
   std::shared_ptr<const EnglishRows> english_;
@@ -157,12 +157,12 @@ class Pipeline {
   std::map<storage::GroupKey, uint64_t> counts_;
   std::map<std::pair<std::string, std::string>, std::vector<std::string>> pools_;
   uint64_t unique_images_ = 0;
+  uint64_t processed_bytes_ = 0;
 
   // Worker-side image storage: the first worker to claim a hash stores it.
   std::mutex claim_mu_;
   absl::flat_hash_set<Hash128> claimed_;
   absl::Status worker_status_;  // first failed image write (under mu_)
-  uint64_t processed_bytes_ = 0;
 };
 
 // Where the rows of a file without their own instruction get one, and whether
@@ -219,17 +219,19 @@ absl::Status Pipeline::PrepareJob(JobState* js) {
                 : job.format == RowFormat::kCanonical     ? Mapping::kGeneric
                                                           : MappingForTask(job.group.task, job.variant);
   if (js->mapping == Mapping::kImagenet || js->mapping == Mapping::kSs) {
-    auto& cached = aux_cache_[job.task_dir];
-    if (!cached) {
-      auto aux = LoadTaskAux(job.task_dir);
-      if (!aux.ok()) {
-        reader_warnings_.push_back(std::string(aux.status().message()));
-        cached = std::make_shared<TaskAux>();
-      } else {
-        cached = std::make_shared<TaskAux>(std::move(*aux));
-      }
+    // Every row of the task may need its class table: a defective one rejects
+    // the file (with the side file named), never maps rows without it.
+    auto it = aux_cache_.find(job.task_dir);
+    if (it == aux_cache_.end()) {
+      absl::StatusOr<TaskAux> aux = LoadTaskAux(job.task_dir);
+      absl::StatusOr<std::shared_ptr<const TaskAux>> entry =
+          aux.ok() ? absl::StatusOr<std::shared_ptr<const TaskAux>>(
+                         std::make_shared<const TaskAux>(std::move(*aux)))
+                   : absl::StatusOr<std::shared_ptr<const TaskAux>>(aux.status());
+      it = aux_cache_.emplace(job.task_dir, std::move(entry)).first;
     }
-    js->aux = cached;
+    if (!it->second.ok()) return it->second.status();
+    js->aux = *it->second;
   }
   if (js->mapping == Mapping::kTranslated) {
     if (english_path_ != job.raw_path) {

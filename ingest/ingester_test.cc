@@ -25,6 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::m3serve::ingest::testing::ImageB64;
+using ::m3serve::ingest::testing::SetMtimeSecondsAgo;
 using ::m3serve::ingest::testing::TempDir;
 using ::m3serve::ingest::testing::WriteFile;
 using ::m3serve::testing::IsOk;
@@ -45,16 +46,6 @@ std::string Rows(int from, int to) {
   std::string out;
   for (int i = from; i < to; ++i) absl::StrAppend(&out, Row(i), "\n");
   return out;
-}
-
-// Set a file's modification time `seconds_ago` into the past, so the quick
-// check of a later run is not "racily clean".
-void Age(const fs::path& p, int seconds_ago) {
-  struct timespec times[2];
-  clock_gettime(CLOCK_REALTIME, &times[0]);
-  times[0].tv_sec -= seconds_ago;
-  times[1] = times[0];
-  ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, 0), 0);
 }
 
 class IngesterTest : public ::testing::Test {
@@ -201,7 +192,7 @@ TEST_F(IngesterTest, FileChangedBetweenRunsIsReingested) {
 TEST_F(IngesterTest, VerifySourcesFindsWhatTheQuickCheckCannot) {
   const fs::path train = gqa_ / "train.jsonl";
   WriteFile(train, Rows(0, 10));
-  Age(train, 3600);
+  SetMtimeSecondsAgo(train, 3600);
   const fs::path db = Db("db");
   ASSERT_THAT(Run(db), IsOk());
 
@@ -227,7 +218,7 @@ TEST_F(IngesterTest, VerifySourcesFindsWhatTheQuickCheckCannot) {
   EXPECT_EQ(Verify(db).digest, CleanDigest("clean"));
 
   // Touched only: re-hashed, unchanged, skipped.
-  Age(train, 60);
+  SetMtimeSecondsAgo(train, 60);
   auto touched = Run(db);
   ASSERT_THAT(touched, IsOk());
   EXPECT_EQ(File(*touched, "train.jsonl").status, FileStatus::kAlreadyIngested);
@@ -387,6 +378,43 @@ TEST_F(IngesterTest, AChangedFileReingestsItsWholeGroup) {
   EXPECT_EQ(File(*refused, "a.jsonl").status, FileStatus::kFailed);
   EXPECT_THAT(Rejects(db), HasSubstr("b.jsonl, which this run does not ingest: run ingest with every source"));
   EXPECT_EQ(Verify(db).instances, 7u);  // untouched
+}
+
+// A task whose rows need a class table (ss labels.json, imagenet mapping.txt)
+// and whose table is defective is rejected with the side file named; the
+// store gets none of its rows mapped without it.
+TEST_F(IngesterTest, DefectiveClassTablesRejectTheirTasksFiles) {
+  const fs::path ss = dir_.path() / "src" / "data" / "classification" / "ss";
+  WriteFile(ss / "instructions.json", "[\"Which action is shown?\"]");
+  std::string rows;
+  for (int i = 0; i < 3; ++i) {
+    absl::StrAppend(&rows, "{\"video_str\": [\"", ImageB64(i), "\", \"", ImageB64(i + 1), "\"], \"label\": \"", i,
+                    "\"}\n");
+  }
+  WriteFile(ss / "train.jsonl", rows);
+  WriteFile(gqa_ / "train.jsonl", Rows(0, 4));
+  WriteFile(ss / "labels.json", "{\"pushing\": \"0\", \"pulling\": ");  // cut short
+  const fs::path db = Db("db");
+  auto r = Run(db);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(File(*r, "ss/train.jsonl").status, FileStatus::kFailed);
+  EXPECT_EQ(File(*r, "gqa/train.jsonl").rows, 4u);
+  EXPECT_THAT(Rejects(db), HasSubstr("labels.json: not valid JSON"));
+
+  fs::remove(ss / "labels.json");
+  ASSERT_EQ(::mkfifo((ss / "labels.json").c_str(), 0600), 0);
+  auto fifo = Run(Db("db2"));
+  ASSERT_THAT(fifo, IsOk());
+  EXPECT_EQ(File(*fifo, "ss/train.jsonl").status, FileStatus::kFailed);
+  EXPECT_THAT(Rejects(Db("db2")), HasSubstr("labels.json is a FIFO (named pipe), not a regular file"));
+
+  fs::remove(ss / "labels.json");
+  WriteFile(ss / "labels.json",
+            "{\"pushing\": \"0\", \"pulling\": \"1\", \"lifting\": \"2\", \"dropping\": \"3\"}");
+  auto good = Run(Db("db3"));
+  ASSERT_THAT(good, IsOk());
+  EXPECT_EQ(File(*good, "ss/train.jsonl").rows, 3u);
+  EXPECT_EQ(good->ExitCode(), 0);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 #include "ingest/row_mapper.h"
 
-#include <fstream>
+#include <filesystem>
 #include <vector>
 
 #include <opencv2/imgcodecs.hpp>
@@ -11,12 +11,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/types/span.h"
 #include "common/base64.h"
 #include "common/hash.h"
 #include "common/image_probe.h"
 #include "common/json_writer.h"
 #include "common/status_macros.h"
+#include "ingest/source_file.h"
 
 namespace m3serve::ingest {
 namespace {
@@ -313,20 +316,24 @@ absl::Status ExtractImages(dom::object row, const ImageCheckOptions& options,
 
 absl::StatusOr<TaskAux> LoadTaskAux(const std::string& task_dir) {
   TaskAux aux;
-  {
-    std::ifstream in(task_dir + "/mapping.txt");
-    std::string line;
-    while (in && std::getline(in, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      aux.mapping.push_back(line);
+  constexpr uint64_t kMaxSideFileBytes = 64ull << 20;
+  std::error_code ec;
+  const std::string mapping = task_dir + "/mapping.txt";
+  if (std::filesystem::exists(mapping, ec)) {
+    absl::StatusOr<std::string> text = ReadRegularFile(mapping, kMaxSideFileBytes);
+    if (!text.ok()) return text.status();
+    for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+      aux.mapping.emplace_back(absl::StripSuffix(line, "\r"));
     }
+    if (!aux.mapping.empty() && aux.mapping.back().empty()) aux.mapping.pop_back();  // final newline
   }
-  std::string labels = task_dir + "/labels.json";
-  std::ifstream probe(labels);
-  if (probe) {
+  const std::string labels = task_dir + "/labels.json";
+  if (std::filesystem::exists(labels, ec)) {
+    absl::StatusOr<std::string> text = ReadRegularFile(labels, kMaxSideFileBytes);
+    if (!text.ok()) return text.status();
     simdjson::dom::parser parser;
     dom::element doc;
-    if (auto err = parser.load(labels).get(doc)) {
+    if (auto err = parser.parse(*text).get(doc)) {
       return absl::InvalidArgumentError(
           absl::StrCat(labels, ": not valid JSON (", simdjson::error_message(err), ")"));
     }

@@ -15,6 +15,7 @@
 namespace m3serve::ingest {
 namespace {
 
+using ::m3serve::ingest::testing::SetMtimeSecondsAgo;
 using ::m3serve::ingest::testing::TempDir;
 using ::m3serve::ingest::testing::WriteFile;
 using ::m3serve::testing::IsOk;
@@ -35,14 +36,6 @@ storage::FileProgress PartialProgress(const std::string& content, uint64_t offse
   return p;
 }
 
-void SetMtime(const std::string& path, int64_t seconds_ago) {
-  struct timespec t[2];
-  clock_gettime(CLOCK_REALTIME, &t[0]);
-  t[0].tv_sec -= seconds_ago;
-  t[1] = t[0];
-  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), t, 0), 0);
-}
-
 // An interrupted file resumes when what was ingested is unchanged, and its
 // group restarts when any byte before the resume point changed (random
 // resume points and changed bytes, found even when the stat looks the same
@@ -55,7 +48,7 @@ TEST(SourceCheckTest, ResumeOnlyOverAnUnchangedPrefix) {
     std::string content(std::uniform_int_distribution<size_t>(10, 3u << 20)(rng), 'x');
     for (size_t i = 0; i < content.size(); i += 97) content[i] = static_cast<char>('a' + rng() % 26);
     WriteFile(path, content);
-    SetMtime(path, 100);
+    SetMtimeSecondsAgo(path, 100);
     const uint64_t offset = std::uniform_int_distribution<uint64_t>(1, content.size())(rng);
     auto stat = StatRegularFile(path);
     ASSERT_THAT(stat, IsOk());
@@ -66,7 +59,7 @@ TEST(SourceCheckTest, ResumeOnlyOverAnUnchangedPrefix) {
     EXPECT_EQ(same->action, SourceDecision::kResume);
 
     // Touched only: re-hashed, still resumes.
-    SetMtime(path, 50);
+    SetMtimeSecondsAgo(path, 50);
     auto touched = DecideSource(path, p, false, WallClockNs());
     ASSERT_THAT(touched, IsOk());
     EXPECT_EQ(touched->action, SourceDecision::kResume);

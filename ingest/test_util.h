@@ -5,7 +5,11 @@
 #ifndef M3SERVE_INGEST_TEST_UTIL_H_
 #define M3SERVE_INGEST_TEST_UTIL_H_
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <ctime>
 
 #include <filesystem>
 #include <fstream>
@@ -44,6 +48,16 @@ inline void WriteFile(const std::filesystem::path& p, const std::string& content
   std::filesystem::create_directories(p.parent_path());
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   f << content;
+}
+
+// Set a file's modification (and access) time `seconds_ago` into the past, so a
+// later quick check does not find it "racily clean".
+inline void SetMtimeSecondsAgo(const std::filesystem::path& p, int seconds_ago) {
+  struct timespec times[2];
+  clock_gettime(CLOCK_REALTIME, &times[0]);
+  times[0].tv_sec -= seconds_ago;
+  times[1] = times[0];
+  ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, 0), 0) << p;
 }
 
 // Encoded bytes of a small image whose pixels depend on `seed`.
