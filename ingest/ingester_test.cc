@@ -417,5 +417,49 @@ TEST_F(IngesterTest, DefectiveClassTablesRejectTheirTasksFiles) {
   EXPECT_EQ(good->ExitCode(), 0);
 }
 
+// Rows missing their task's keys or with a label outside its vocabulary are
+// rejected naming the key; every valid row of the same files is stored, and
+// no stored snli-ve row lacks its hypothesis.
+TEST_F(IngesterTest, RowsMissingTheirTasksKeysAreRejectedAndTheRestKept) {
+  const fs::path snli = dir_.path() / "src" / "data" / "classification" / "snli-ve";
+  const fs::path vqa = dir_.path() / "src" / "data" / "vqa" / "vqav2";
+  WriteFile(snli / "instructions.json", "[\"Is [HYPO] true of the image?\"]");
+  WriteFile(vqa / "instructions.json", "[\"Answer the question.\"]");
+  auto snli_row = [](int i, const std::string& fields) {
+    return absl::StrCat("{\"image_base64_str\": \"", ImageB64(i), "\"", fields, "}\n");
+  };
+  WriteFile(snli / "esnlive_train.jsonl",
+            snli_row(1, ", \"hypothesis\": \"a dog runs\", \"label\": \"entailment\"") +
+                snli_row(2, ", \"label\": \"entailment\"") +                                  // line 2
+                snli_row(3, ", \"hypothesis\": \"a cat sits\", \"label\": \"perhaps\"") +      // line 3
+                snli_row(4, ", \"hypothesis\": \"two men\", \"gold_label\": \"Contradiction\""));
+  WriteFile(vqa / "train.jsonl",
+            absl::StrCat("{\"img_str\": \"", ImageB64(5), "\", \"question\": \"How many?\", \"original_answer\": \"2\"}\n",
+                         "{\"img_str\": \"", ImageB64(6), "\", \"original_answer\": \"3\"}\n"));  // line 2
+  const fs::path db = Db("db");
+  auto r = Run(db);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->ExitCode(), 3);
+  EXPECT_EQ(File(*r, "esnlive_train.jsonl").rows, 2u);
+  EXPECT_EQ(File(*r, "vqav2/train.jsonl").rows, 1u);
+  const std::string rejects = Rejects(db);
+  EXPECT_THAT(rejects, HasSubstr("\"line\":2,\"task\":\"snli-ve\",\"split\":\"train\",\"lang\":\"en\","
+                                 "\"reason\":\"missing hypothesis"));
+  EXPECT_THAT(rejects, HasSubstr("\"line\":3,\"task\":\"snli-ve\",\"split\":\"train\",\"lang\":\"en\","
+                                 "\"reason\":\"field 'label': 'perhaps' is not one of"));
+  EXPECT_THAT(rejects, HasSubstr("\"line\":2,\"task\":\"vqa-v2\",\"split\":\"train\",\"lang\":\"en\","
+                                 "\"reason\":\"missing question"));
+  auto store = storage::Store::Open({.path = db.string(), .read_only = true});
+  ASSERT_THAT(store, IsOk());
+  std::vector<std::string> outputs;
+  ASSERT_THAT((*store)->ScanGroup({"snli-ve", "train", "en"}, 0, 0, [&](storage::Instance&& x) {
+    EXPECT_EQ(x.instruction, "");  // drawn from the pool when served, [HYPO] filled
+    EXPECT_EQ(x.template_vars.size(), 1u);
+    outputs.push_back(x.outputs);
+    return true;
+  }), IsOk());
+  EXPECT_THAT(outputs, ::testing::ElementsAre("yes", "no"));
+}
+
 }  // namespace
 }  // namespace m3serve::ingest
