@@ -714,8 +714,9 @@ absl::Status PlanSources(storage::Store* store, const IngestOptions& options,
                              store->GetProgress(job.ProgressKey()));
     absl::StatusOr<SourceDecision> d = DecideSource(job.path, stored, options.verify_sources, now);
     if (!d.ok()) {
-      // Read again by the pipeline, which rejects it with the reason.
-      js.decision = SourceDecision{};
+      // Not read at all (a file that cannot be checked must not be started
+      // over on top of rows it already has): rejected with the reason.
+      js.refuse = std::string(d.status().message());
       continue;
     }
     js.decision = std::move(*d);
