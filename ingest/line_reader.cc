@@ -15,13 +15,6 @@ namespace {
 
 constexpr size_t kReadSize = 1 << 20;
 
-absl::Status ErrnoStatus(int err, absl::string_view what, const std::string& path) {
-  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-  if (err == ENOENT) return absl::NotFoundError(msg);
-  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  return absl::UnavailableError(msg);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LineReader>> LineReader::Open(const std::string& path,
@@ -48,7 +41,7 @@ absl::StatusOr<std::unique_ptr<LineReader>> LineReader::Open(const std::string& 
           path, " is shorter (", stat.size, " bytes) than where its ingest stopped (", start_offset,
           ")"));
     }
-    if (::lseek(fd, static_cast<off_t>(start_offset), SEEK_SET) < 0) return ErrnoStatus(errno, "seek in", path);
+    if (::lseek(fd, static_cast<off_t>(start_offset), SEEK_SET) < 0) return FileErrorStatus(errno, "seek in", path);
   }
 #ifdef POSIX_FADV_SEQUENTIAL
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -89,7 +82,7 @@ absl::Status LineReader::Fill() {
   while (true) {
     ssize_t n = ::read(fd_, rbuf_.data() + end_, rbuf_.size() - end_);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, "read", path_);
+    if (n < 0) return FileErrorStatus(errno, "read", path_);
     if (n == 0) eof_ = true;
     end_ += static_cast<size_t>(n);
     return absl::OkStatus();

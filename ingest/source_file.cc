@@ -15,13 +15,6 @@
 namespace m3serve::ingest {
 namespace {
 
-absl::Status ErrnoStatus(int err, absl::string_view what, const std::string& path) {
-  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-  if (err == ENOENT) return absl::NotFoundError(msg);
-  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  return absl::UnavailableError(msg);
-}
-
 const char* KindOf(mode_t mode) {
   if (S_ISDIR(mode)) return "a directory";
   if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
@@ -48,15 +41,22 @@ SourceStat FromStat(const struct stat& st) {
 
 }  // namespace
 
+absl::Status FileErrorStatus(int err, absl::string_view what, const std::string& path) {
+  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+  if (err == ENOENT) return absl::NotFoundError(msg);
+  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
+  return absl::UnavailableError(msg);
+}
+
 absl::StatusOr<int> OpenRegularFile(const std::string& path, SourceStat* stat) {
   // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) return ErrnoStatus(errno, "open", path);
+  if (fd < 0) return FileErrorStatus(errno, "open", path);
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     int err = errno;
     ::close(fd);
-    return ErrnoStatus(err, "stat", path);
+    return FileErrorStatus(err, "stat", path);
   }
   absl::Status regular = CheckRegular(st, path);
   if (!regular.ok()) {
@@ -71,13 +71,13 @@ absl::StatusOr<int> OpenRegularFile(const std::string& path, SourceStat* stat) {
 
 absl::StatusOr<SourceStat> StatOpenFile(int fd, const std::string& path) {
   struct stat st;
-  if (::fstat(fd, &st) != 0) return ErrnoStatus(errno, "stat", path);
+  if (::fstat(fd, &st) != 0) return FileErrorStatus(errno, "stat", path);
   return FromStat(st);
 }
 
 absl::StatusOr<SourceStat> StatRegularFile(const std::string& path) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", path);
+  if (::stat(path.c_str(), &st) != 0) return FileErrorStatus(errno, "stat", path);
   absl::Status regular = CheckRegular(st, path);
   if (!regular.ok()) return regular;
   return FromStat(st);
@@ -100,7 +100,7 @@ absl::StatusOr<std::string> ReadRegularFile(const std::string& path, uint64_t ma
     if (n < 0) {
       int err = errno;
       ::close(*fd);
-      return ErrnoStatus(err, "read", path);
+      return FileErrorStatus(err, "read", path);
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
@@ -122,7 +122,7 @@ absl::StatusOr<uint64_t> HashFileRange(int fd, const std::string& path, uint64_t
     size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - pos));
     ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(pos));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, "read", path);
+    if (n < 0) return FileErrorStatus(errno, "read", path);
     if (n == 0) break;
     hash->Update(absl::string_view(buf.data(), static_cast<size_t>(n)));
     pos += static_cast<uint64_t>(n);

@@ -26,6 +26,10 @@ struct SourceStat {
   bool operator==(const SourceStat&) const = default;
 };
 
+// The status for a failed file system call: NotFound (ENOENT),
+// PermissionDenied (EACCES, EPERM) or Unavailable, "<what> <path>: <reason>".
+absl::Status FileErrorStatus(int err, absl::string_view what, const std::string& path);
+
 // Open `path` read-only if it is a regular file (symlinks followed), never
 // blocking. NotFound / PermissionDenied / Unavailable with the path;
 // InvalidArgument naming the kind ("is a FIFO (named pipe), not a regular
