@@ -184,6 +184,9 @@ int IngestCommand(int argc, char** argv) {
         "%d rejected, %.1f MB in %.1f s\n",
         r.rows, r.instances, r.new_images, r.files.size(), r.lines, r.empty_lines, r.rejected,
         r.bytes_read / 1e6, r.seconds);
+    if (r.swept_images) {
+      std::cout << "deleted " << r.swept_images << " images no instance refers to any more\n";
+    }
     if (r.rejected) std::cout << "rejected lines: " << r.rejects_path << "\n";
   }
   return r.ExitCode();

@@ -144,7 +144,7 @@ class Pipeline {
   // Reader-thread state.
   std::map<std::string, absl::StatusOr<std::shared_ptr<const TaskAux>>> aux_cache_;
   std::map<std::string, absl::StatusOr<std::vector<std::string>>> pool_cache_;
-  std::set<std::string> pool_rejected_;
+  std::set<std::string> pool_rejected_;  // pool files with a reject record already
   std::shared_ptr<const EnglishRows> english_;
   std::string english_path_;
   std::vector<std::string> reader_warnings_;
@@ -182,7 +182,7 @@ void Pipeline::PrepareInstructions(JobState* js) {
       std::string msg(it->second.status().message());
       if (!absl::StartsWith(msg, pool.path)) msg = absl::StrCat(pool.path, ": ", msg);
       src.problem = absl::StrCat("the task's instruction pool is unusable (", msg, ")");
-      if (pool_rejected_.insert(key).second) {
+      if (pool_rejected_.insert(pool.path).second) {  // once per file, whatever the task
         js->side_rejects.push_back({pool.path, absl::StrCat("instruction pool unusable: ", msg)});
       }
       js->pools.clear();
@@ -546,7 +546,7 @@ absl::Status Pipeline::WriteItem(WorkItem* item, IngestReport* report) {
   if (item->first_of_file) {
     for (const SideReject& r : js.side_rejects) {
       Reject(r.path, job, 0, r.reason, report);
-      report->warnings.push_back(absl::StrCat(r.path, ": ", r.reason));
+      report->warnings.push_back(r.reason);
     }
     if (js.decision.action == SourceDecision::kResume) {
       js.progress = js.decision.progress;
