@@ -45,7 +45,7 @@ struct Flags {
   std::vector<std::string> targets{"127.0.0.1:50051"};
   std::vector<std::string> tasks, categories, splits, languages, licenses, exclude_tasks;
   bool commercial_use_only = false;
-  std::string modality;
+  std::string modality, held_out;
   int64_t shard_index = 0, shard_count = 1, seed = 0, epoch = 0, batch_size = 32, limit = 0,
           width = 0, height = 0, max_images = 0, max_message_bytes = 0, seconds = 0;
   bool drop_remainder = false, shuffle = false, resample = false, json = false;
@@ -76,6 +76,9 @@ struct Flags {
     f.Bool("commercial-use-only", &commercial_use_only, "only tasks whose terms allow commercial use");
     f.List("exclude-tasks", &exclude_tasks, "tasks to leave out");
     f.String("modality", &modality, "image or video", "M");
+    f.String("held-out", &held_out,
+             "exclude: leave out the tasks the M3IT paper holds out for evaluation; only: just those",
+             "exclude|only");
   }
   void Images(FlagSet& f) {
     f.String("images", &images, "encoded | decoded | none", "MODE");
@@ -155,6 +158,9 @@ struct Flags {
     if (modality == "image") s->set_modality(v1::MODALITY_IMAGE);
     else if (modality == "video") s->set_modality(v1::MODALITY_VIDEO);
     else if (!modality.empty()) return absl::InvalidArgumentError("--modality must be image or video");
+    if (held_out == "exclude") s->set_held_out(v1::HELD_OUT_EXCLUDE);
+    else if (held_out == "only") s->set_held_out(v1::HELD_OUT_ONLY);
+    else if (!held_out.empty()) return absl::InvalidArgumentError("--held-out must be exclude or only");
     return absl::OkStatus();
   }
   absl::Status FillImages(v1::ImageOptions* o) const {

@@ -195,6 +195,8 @@ absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec,
     if (!licenses.empty() && !licenses.count(t.license)) return false;
     if (spec.commercial_use_only && t.commercial_use != storage::CommercialUse::kYes) return false;
     if (spec.modality && t.modality != *spec.modality) return false;
+    if (spec.held_out == SelectionSpec::HeldOut::kExclude && t.held_out) return false;
+    if (spec.held_out == SelectionSpec::HeldOut::kOnly && !t.held_out) return false;
     return true;
   };
   for (const auto& [g, n] : catalog_.counts) {

@@ -34,6 +34,9 @@ struct SelectionSpec {
   bool commercial_use_only = false;
   std::vector<std::string> exclude_tasks;
   std::optional<storage::Modality> modality;
+  // The tasks the M3IT paper holds out for evaluation: selected like any
+  // other (kAny), left out (kExclude), or the only ones (kOnly).
+  enum class HeldOut { kAny, kExclude, kOnly } held_out = HeldOut::kAny;
 };
 
 // The groups a selection matches, in key order, with prefix sums: position p

@@ -84,6 +84,16 @@ TEST_F(DatasetTest, FiltersCombine) {
   cats.categories = {"captioning"};
   cats.exclude_tasks = {"msrvtt"};
   EXPECT_THAT(Groups(*d->Resolve(cats)), ElementsAre("coco-cn/train/zh"));
+  // coco-cn and msrvtt are held out (for evaluation) in this catalog.
+  SelectionSpec no_held_out;
+  no_held_out.held_out = SelectionSpec::HeldOut::kExclude;
+  EXPECT_THAT(Groups(*d->Resolve(no_held_out)),
+              ElementsAre("mocheg/test/en", "vqa-v2/train/en", "vqa-v2/train/fr", "vqa-v2/validation/zh"));
+  SelectionSpec held_out_only;
+  held_out_only.held_out = SelectionSpec::HeldOut::kOnly;
+  EXPECT_THAT(Groups(*d->Resolve(held_out_only)), ElementsAre("coco-cn/train/zh", "msrvtt/train/en"));
+  held_out_only.languages = {"zh"};
+  EXPECT_THAT(Groups(*d->Resolve(held_out_only)), ElementsAre("coco-cn/train/zh"));
   SelectionSpec lic;
   lic.licenses = {"CC BY 4.0", "CC-BY 4.0"};
   lic.splits = {"train"};

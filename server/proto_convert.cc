@@ -26,6 +26,15 @@ absl::Status FromProto(const v1::Selection& in, SelectionSpec* out) {
       return absl::InvalidArgumentError(
           absl::StrCat("selection.modality: unknown value ", static_cast<int>(in.modality())));
   }
+  switch (in.held_out()) {
+    case v1::HELD_OUT_UNSPECIFIED: out->held_out = SelectionSpec::HeldOut::kAny; break;
+    case v1::HELD_OUT_EXCLUDE: out->held_out = SelectionSpec::HeldOut::kExclude; break;
+    case v1::HELD_OUT_ONLY: out->held_out = SelectionSpec::HeldOut::kOnly; break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "selection.held_out: unknown value ", static_cast<int>(in.held_out()),
+          " (known: HELD_OUT_UNSPECIFIED, HELD_OUT_EXCLUDE, HELD_OUT_ONLY)"));
+  }
   return absl::OkStatus();
 }
 

@@ -111,5 +111,22 @@ TEST(RequestFuzzTest, OnlyIssuedTokensAreAccepted) {
   }
 }
 
+TEST(RequestFuzzTest, HeldOutValuesConvertAndUnknownOnesAreNamed) {
+  v1::Selection in;
+  SelectionSpec out;
+  in.set_held_out(v1::HELD_OUT_EXCLUDE);
+  ASSERT_TRUE(FromProto(in, &out).ok());
+  EXPECT_EQ(out.held_out, SelectionSpec::HeldOut::kExclude);
+  in.set_held_out(v1::HELD_OUT_ONLY);
+  ASSERT_TRUE(FromProto(in, &out).ok());
+  EXPECT_EQ(out.held_out, SelectionSpec::HeldOut::kOnly);
+  in.set_held_out(static_cast<v1::HeldOut>(7));
+  absl::Status s = FromProto(in, &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("selection.held_out: unknown value 7 (known: HELD_OUT_UNSPECIFIED"),
+            absl::string_view::npos)
+      << s;
+}
+
 }  // namespace
 }  // namespace m3serve::server

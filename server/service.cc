@@ -56,6 +56,8 @@ std::string Describe(const SelectionSpec& s) {
   add("exclude_tasks", s.exclude_tasks);
   if (s.commercial_use_only) absl::StrAppend(&out, " commercial_use_only");
   if (s.modality) absl::StrAppend(&out, " modality=", storage::ModalityName(*s.modality));
+  if (s.held_out == SelectionSpec::HeldOut::kExclude) absl::StrAppend(&out, " held_out=exclude");
+  if (s.held_out == SelectionSpec::HeldOut::kOnly) absl::StrAppend(&out, " held_out=only");
   return out.empty() ? " (everything)" : out;
 }
 

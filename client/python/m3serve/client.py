@@ -33,6 +33,7 @@ _FORMATS = {
 _IMAGE_MODES = {"encoded": pb.IMAGE_MODE_ENCODED, "decoded": pb.IMAGE_MODE_DECODED, "none": pb.IMAGE_MODE_NONE}
 _RESIZE = {"fit": pb.RESIZE_MODE_FIT, "fill": pb.RESIZE_MODE_FILL, "stretch": pb.RESIZE_MODE_STRETCH}
 _MODALITY = {None: pb.MODALITY_UNSPECIFIED, "image": pb.MODALITY_IMAGE, "video": pb.MODALITY_VIDEO}
+_HELD_OUT = {None: pb.HELD_OUT_UNSPECIFIED, "exclude": pb.HELD_OUT_EXCLUDE, "only": pb.HELD_OUT_ONLY}
 
 
 class M3ServeError(Exception):
@@ -166,15 +167,22 @@ def _instance(x: pb.Instance) -> Instance:
 def selection(tasks: Optional[Sequence[str]] = None, categories: Optional[Sequence[str]] = None,
               splits: Optional[Sequence[str]] = None, languages: Optional[Sequence[str]] = None,
               licenses: Optional[Sequence[str]] = None, commercial_use_only: bool = False,
-              exclude_tasks: Optional[Sequence[str]] = None, modality: Optional[str] = None) -> pb.Selection:
-    """Build a Selection message; empty or None fields mean no constraint."""
+              exclude_tasks: Optional[Sequence[str]] = None, modality: Optional[str] = None,
+              held_out: Optional[str] = None) -> pb.Selection:
+    """Build a Selection message; empty or None fields mean no constraint.
+
+    held_out: "exclude" leaves out the tasks the M3IT paper holds out for
+    zero-shot evaluation, "only" selects just those, None selects them like
+    any other task."""
     if modality not in _MODALITY:
         raise ValueError(f"modality must be 'image', 'video' or None, got {modality!r}")
+    if held_out not in _HELD_OUT:
+        raise ValueError(f"held_out must be 'exclude', 'only' or None, got {held_out!r}")
     return pb.Selection(
         tasks=list(tasks or []), categories=list(categories or []), splits=list(splits or []),
         languages=list(languages or []), licenses=list(licenses or []),
         commercial_use_only=commercial_use_only, exclude_tasks=list(exclude_tasks or []),
-        modality=_MODALITY[modality])
+        modality=_MODALITY[modality], held_out=_HELD_OUT[held_out])
 
 
 def _image_options(images: str, size: Optional[Tuple[int, int]], resize: str, max_images: int) -> pb.ImageOptions:
@@ -328,7 +336,7 @@ class Client:
     def count(self, **selection_kwargs) -> Dict[str, Any]:
         """How many instances a selection matches, in the shape of `m3serve-client count --json`.
         Keyword arguments: tasks, categories, splits, languages, licenses,
-        commercial_use_only, exclude_tasks, modality."""
+        commercial_use_only, exclude_tasks, modality, held_out."""
         r = self._unary("Count", pb.CountRequest(selection=selection(**selection_kwargs)))
         return {
             "total": r.total,
@@ -390,7 +398,8 @@ class Client:
         """Stream one shard of a selection as batches.
 
         Selection: tasks, categories, splits, languages, licenses,
-        commercial_use_only, exclude_tasks, modality ("image" | "video").
+        commercial_use_only, exclude_tasks, modality ("image" | "video"), held_out
+        ("exclude" | "only").
         shard=(index, count), drop_remainder; shuffle, seed, epoch;
         images="encoded" | "decoded" | "none", size=(w, h), resize="fit" |
         "fill" | "stretch", max_images; resample_instructions; batch_size,

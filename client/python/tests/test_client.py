@@ -20,6 +20,28 @@ def test_catalog_and_count_match_the_cpp_cli(server):
     assert cli_count["total"] > 0
 
 
+def test_held_out_tasks_are_excluded_or_selected_alone(server):
+    client = m3serve.Client(server.target)
+    catalog = client.catalog()
+    held = {t["name"] for t in catalog["tasks"] if t["held_out"]}
+    per_task = {}
+    for g in catalog["groups"]:
+        per_task[g["task"]] = per_task.get(g["task"], 0) + g["instances"]
+    assert held and set(per_task) - held  # the sample has both kinds
+    without = client.count(held_out="exclude")
+    only = client.count(held_out="only")
+    assert {g["task"] for g in without["groups"]} == set(per_task) - held
+    assert {g["task"] for g in only["groups"]} == held & set(per_task)
+    assert without["total"] + only["total"] == catalog["total_instances"]
+    streamed = [x.task for b in client.stream(held_out="exclude", images="none", batch_size=64) for x in b.instances]
+    assert len(streamed) == without["total"] and not held & set(streamed)
+    cli = json.loads(run(BIN / "m3serve-client", "count", "--target", server.target, "--held-out", "only",
+                         "--json").stdout)
+    assert cli == only
+    with pytest.raises(ValueError, match="held_out must be 'exclude', 'only' or None"):
+        client.count(held_out="yes")
+
+
 def test_decoded_arrays_equal_the_cpp_clients_bytes(server, tmp_path):
     ids = ["coco/train/en/0", "gqa/validation/en/1", "vist/train/en/0"]
     run(BIN / "m3serve-client", "get", "--target", server.target, *ids, "--images", "decoded",
