@@ -235,7 +235,7 @@ int StatsCommand(int argc, char** argv) {
     w.EndArray().Key("tasks").BeginArray();
     for (const auto& [name, t] : c.tasks) {
       w.BeginObject().Key("name").String(name).Key("category").String(t.category)
-          .Key("license").String(t.license)
+          .Key("license").String(t.license).Key("license_text").String(t.license_text)
           .Key("commercial_use").String(storage::CommercialUseName(t.commercial_use))
           .Key("instructions").Uint(instructions[name])
           .Key("source_dataset").String(t.source_dataset)
@@ -258,10 +258,10 @@ int StatsCommand(int argc, char** argv) {
     if (n == 0) continue;
     std::cout << absl::StrFormat("%-28s %-12s %-8s %10d\n", g.task, g.split, g.lang, n);
   }
-  std::cout << "\n" << absl::StrFormat("%-28s %-15s %-16s %-10s %-9s %-6s %s\n", "TASK", "CATEGORY",
+  std::cout << "\n" << absl::StrFormat("%-28s %-15s %-25s %-10s %-9s %-6s %s\n", "TASK", "CATEGORY",
                                        "LICENSE", "COMMERCIAL", "HELD-OUT", "INSTR", "SOURCE");
   for (const auto& [name, t] : c.tasks) {
-    std::cout << absl::StrFormat("%-28s %-15s %-16s %-10s %-9s %-6d %s\n", name, t.category, t.license,
+    std::cout << absl::StrFormat("%-28s %-15s %-25s %-10s %-9s %-6d %s\n", name, t.category, t.license,
                                  storage::CommercialUseName(t.commercial_use),
                                  t.held_out ? "yes" : "no", instructions[name], t.source_dataset);
   }

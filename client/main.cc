@@ -72,7 +72,7 @@ struct Flags {
     f.List("categories", &categories, "categories");
     f.List("splits", &splits, "splits (train, validation, test)");
     f.List("languages", &languages, "languages (ISO 639 codes)");
-    f.List("licenses", &licenses, "licenses (allow list)");
+    f.List("licenses", &licenses, "licenses (allow list): SPDX ids (CC-BY-4.0) or known spellings, any case");
     f.Bool("commercial-use-only", &commercial_use_only, "only tasks whose terms allow commercial use");
     f.List("exclude-tasks", &exclude_tasks, "tasks to leave out");
     f.String("modality", &modality, "image or video", "M");
@@ -337,6 +337,7 @@ int Catalog(int argc, char** argv) {
     for (const auto& t : cat->tasks()) {
       w.BeginObject().Key("name").String(t.name()).Key("category").String(t.category())
           .Key("source_dataset").String(t.source_dataset()).Key("license").String(t.license())
+          .Key("license_text").String(t.license_text())
           .Key("commercial_use").String(t.commercial_use() == v1::COMMERCIAL_USE_YES ? "yes"
                                         : t.commercial_use() == v1::COMMERCIAL_USE_NO ? "no" : "unknown")
           .Key("held_out").Bool(t.held_out())
@@ -357,10 +358,10 @@ int Catalog(int argc, char** argv) {
   std::cout << absl::StrFormat("dataset version %s: %d instances, %d unique images, %d tasks\n",
                                cat->dataset_version(), cat->total_instances(), cat->unique_images(),
                                cat->tasks_size());
-  std::cout << absl::StrFormat("%-26s %-15s %-16s %-10s %-9s %10s\n", "TASK", "CATEGORY", "LICENSE",
+  std::cout << absl::StrFormat("%-26s %-15s %-25s %-10s %-9s %10s\n", "TASK", "CATEGORY", "LICENSE",
                                "COMMERCIAL", "MODALITY", "INSTANCES");
   for (const auto& t : cat->tasks()) {
-    std::cout << absl::StrFormat("%-26s %-15s %-16s %-10s %-9s %10d\n", t.name(), t.category(), t.license(),
+    std::cout << absl::StrFormat("%-26s %-15s %-25s %-10s %-9s %10d\n", t.name(), t.category(), t.license(),
                                  t.commercial_use() == v1::COMMERCIAL_USE_YES ? "yes"
                                  : t.commercial_use() == v1::COMMERCIAL_USE_NO ? "no" : "unknown",
                                  t.modality() == v1::MODALITY_VIDEO ? "video" : "image", t.instances());

@@ -106,7 +106,7 @@ TEST_F(LayoutTest, M3itFoldersMapToConfigs) {
   EXPECT_EQ(group("data/classification/chinesefoodnet-10/test.jsonl"), "chinese-food/test/zh");
   EXPECT_EQ(group("data/classification/imagenet/val.jsonl"), "imagenet/validation/en");
   EXPECT_EQ(group("data/vqa/new_task/train.jsonl"), "new-task/train/en");
-  EXPECT_EQ(Find(*disc, "data/vqa/new_task/train.jsonl")->task.license, "Unknown");
+  EXPECT_EQ(Find(*disc, "data/vqa/new_task/train.jsonl")->task.license, "LicenseRef-Unknown");
   EXPECT_EQ(group("data/captioning/coco/test.jsonl"), "coco/test/en");
   EXPECT_EQ(group("data/classification/coco-text/train_2023-10-08.jsonl"), "coco-text-rephrased/train/en");
   EXPECT_THAT(disc->warnings, Contains(HasSubstr("mmchat/oddname.jsonl: the file name names no split")));

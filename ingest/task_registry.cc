@@ -8,6 +8,8 @@
 #include <simdjson.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/license.h"
 #include "common/status_macros.h"
 #include "storage/key_codec.h"
 
@@ -63,7 +65,8 @@ absl::Status MergeFile(const std::string& path, bool is_override,
     TaskSpec& spec = it->second;
     if (inserted) {
       spec.info.name = name;
-      spec.info.license = "Unknown";
+      spec.info.license = "LicenseRef-Unknown";
+      spec.info.license_text = "Unknown";
     }
     for (auto field : obj) {
       absl::string_view key(field.key.data(), field.key.size());
@@ -81,7 +84,16 @@ absl::Status MergeFile(const std::string& path, bool is_override,
       } else if (key == "source_dataset") {
         M3SERVE_RETURN_IF_ERROR(str(&spec.info.source_dataset));
       } else if (key == "license") {
-        M3SERVE_RETURN_IF_ERROR(str(&spec.info.license));
+        // The wording is kept; the license is its SPDX id, and a spelling no
+        // known license has is an error, not a new license.
+        M3SERVE_RETURN_IF_ERROR(str(&spec.info.license_text));
+        std::optional<std::string> id = CanonicalLicense(spec.info.license_text);
+        if (!id) {
+          return FieldError(path, index, name, key,
+                            absl::StrCat("'", spec.info.license_text, "' is not a known license (known: ",
+                                         absl::StrJoin(KnownLicenseIds(), ", "), ")"));
+        }
+        spec.info.license = *id;
       } else if (key == "variant") {
         M3SERVE_RETURN_IF_ERROR(str(&spec.variant));
       } else if (key == "default_lang") {
@@ -174,7 +186,8 @@ storage::TaskInfo TaskRegistry::InfoFor(const std::string& name, const std::stri
   info.name = name;
   info.category = category;
   info.source_dataset = name;
-  info.license = "Unknown";
+  info.license = "LicenseRef-Unknown";
+  info.license_text = "Unknown";
   info.default_lang = default_lang;
   return info;
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/license.h"
 
 namespace m3serve::server {
 namespace {
@@ -67,7 +68,9 @@ absl::StatusOr<TokenTable> TokenTable::Load(const std::string& path) {
           if (v.get_string().get(sv)) return Bad(path, i, absl::StrCat("'", key, "' must be a list of strings"));
           std::string s(sv);
           if (key == "allowed_licenses") {
-            entry.identity.entitlement.allowed_licenses.insert(s);
+            absl::StatusOr<std::string> id = ParseLicense(s, "'allowed_licenses'");
+            if (!id.ok()) return Bad(path, i, id.status().message());
+            entry.identity.entitlement.allowed_licenses.insert(*id);
           } else if (key == "excluded_tasks") {
             entry.identity.entitlement.excluded_tasks.insert(s);
           } else {

@@ -1,10 +1,12 @@
 #include "server/dataset.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/license.h"
 #include "common/status_macros.h"
 
 namespace m3serve::server {
@@ -85,6 +87,13 @@ absl::StatusOr<uint64_t> Dataset::UniqueImages(const LicensePolicy* entitlement)
 
 void Dataset::Init(storage::Catalog catalog, LicensePolicy policy) {
   catalog_ = std::move(catalog);
+  // Stores ingested before licenses were SPDX ids hold the metadata's wording.
+  for (auto& [name, task] : catalog_.tasks) {
+    if (std::optional<std::string> id = CanonicalLicense(task.license); id && *id != task.license) {
+      if (task.license_text.empty()) task.license_text = task.license;
+      task.license = *id;
+    }
+  }
   policy_ = std::move(policy);
   version_ = catalog_.fingerprint.Hex();
   for (const auto& [name, task] : catalog_.tasks) {
@@ -137,7 +146,13 @@ absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec,
                                                    const std::string& who) const {
   const auto tasks = ToSet(spec.tasks), categories = ToSet(spec.categories),
              splits = ToSet(spec.splits), languages = ToSet(spec.languages),
-             licenses = ToSet(spec.licenses), excluded = ToSet(spec.exclude_tasks);
+             excluded = ToSet(spec.exclude_tasks);
+  // Licenses are matched by SPDX id, whatever the spelling asked for.
+  std::set<std::string> licenses;
+  for (const auto& l : spec.licenses) {
+    M3SERVE_ASSIGN_OR_RETURN(std::string id, ParseLicense(l, "selection.licenses"));
+    licenses.insert(std::move(id));
+  }
 
   std::set<std::string> known_tasks, known_categories, known_splits, known_languages, known_licenses;
   for (const auto& [name, t] : catalog_.tasks) {

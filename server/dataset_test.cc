@@ -98,6 +98,19 @@ TEST_F(DatasetTest, FiltersCombine) {
   lic.licenses = {"CC BY 4.0", "CC-BY 4.0"};
   lic.splits = {"train"};
   EXPECT_EQ(d->Resolve(lic)->total(), 14u);
+  // The store holds the metadata's spellings (as stores ingested before SPDX
+  // ids do); any spelling of the license, and its id, select the same tasks.
+  for (const char* spelling : {"CC-BY-4.0", "cc-by 4.0", "CC By 4.0"}) {
+    lic.licenses = {spelling};
+    EXPECT_EQ(d->Resolve(lic)->total(), 14u) << spelling;
+  }
+  EXPECT_EQ(d->Task("vqa-v2")->license, "CC-BY-4.0");
+  EXPECT_EQ(d->Task("vqa-v2")->license_text, "CC-BY 4.0");
+  lic.licenses = {"CC BY 5.0"};
+  EXPECT_THAT(d->Resolve(lic), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("selection.licenses: 'CC BY 5.0' is not a known license (known: ")));
+  lic.licenses = {"MIT"};  // a license, but no task of this store has it
+  EXPECT_THAT(d->Resolve(lic), StatusIs(absl::StatusCode::kNotFound, HasSubstr("selection.licenses: unknown license 'MIT'")));
 }
 
 TEST_F(DatasetTest, UnknownNamesAreNotFound) {

@@ -3,6 +3,8 @@
 #include <simdjson.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/license.h"
+#include "common/status_macros.h"
 
 namespace m3serve::server {
 
@@ -13,6 +15,15 @@ bool LicensePolicy::Admits(const storage::TaskInfo& task) const {
     return false;
   }
   return true;
+}
+
+bool LicensePolicy::LicenseAllowed(const std::string& license) const {
+  if (allowed_licenses.empty()) return true;
+  const std::string id = CanonicalLicense(license).value_or(license);
+  for (const std::string& allowed : allowed_licenses) {
+    if (CanonicalLicense(allowed).value_or(allowed) == id) return true;
+  }
+  return false;
 }
 
 absl::StatusOr<LicensePolicy> LoadPolicy(const std::string& path) {
@@ -40,7 +51,8 @@ absl::StatusOr<LicensePolicy> LoadPolicy(const std::string& path) {
       }
       std::string v(sv);
       if (key == "allowed_licenses") {
-        p.allowed_licenses.insert(v);
+        M3SERVE_ASSIGN_OR_RETURN(std::string id, ParseLicense(v, absl::StrCat(path, ": 'allowed_licenses'")));
+        p.allowed_licenses.insert(std::move(id));
       } else if (key == "excluded_tasks") {
         p.excluded_tasks.insert(v);
       } else if (key == "allowed_commercial_use") {

@@ -15,22 +15,23 @@
 namespace m3serve::server {
 
 struct LicensePolicy {
-  std::set<std::string> allowed_licenses;                  // empty: any
+  std::set<std::string> allowed_licenses;                  // SPDX ids (LoadPolicy); empty: any
   std::set<storage::CommercialUse> allowed_commercial_use;  // empty: any
   std::set<std::string> excluded_tasks;
 
   // True when the policy lets the server serve `task`.
   bool Admits(const storage::TaskInfo& task) const;
-  bool LicenseAllowed(const std::string& license) const {
-    return allowed_licenses.empty() || allowed_licenses.count(license) > 0;
-  }
+  // Licenses compare by SPDX id (common/license.h), whichever spelling either
+  // side holds.
+  bool LicenseAllowed(const std::string& license) const;
 };
 
 // Read a policy file (JSON):
-//   {"allowed_licenses": ["CC BY 4.0", ...],
+//   {"allowed_licenses": ["CC-BY-4.0", ...],   (SPDX ids or known spellings)
 //    "allowed_commercial_use": ["yes", "unknown"],
 //    "excluded_tasks": ["winoground"]}
-// Every key is optional. InvalidArgument names the file and the key;
+// Every key is optional. InvalidArgument names the file and the key (and, for
+// a license no known license has, lists the known SPDX ids);
 // NotFound when the file cannot be read.
 absl::StatusOr<LicensePolicy> LoadPolicy(const std::string& path);
 

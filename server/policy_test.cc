@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
@@ -25,6 +26,11 @@ TEST(PolicyTest, LoadsAndAdmits) {
   ASSERT_THAT(p, IsOk());
   storage::TaskInfo t{"gqa", "vqa", "GQA", "CC BY 4.0", storage::CommercialUse::kUnknown};
   EXPECT_TRUE(p->Admits(t));
+  EXPECT_EQ(p->allowed_licenses, (std::set<std::string>{"CC-BY-4.0", "LicenseRef-Custom"}));
+  for (const char* spelling : {"CC-BY-4.0", "CC By 4.0", "cc-by 4.0"}) {
+    t.license = spelling;
+    EXPECT_TRUE(p->Admits(t)) << spelling;
+  }
   t.license = "Non-commercial";
   EXPECT_FALSE(p->Admits(t));
   t.license = "Custom";
@@ -41,6 +47,9 @@ TEST(PolicyTest, ErrorsNameTheKey) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'maybe'")));
   EXPECT_THAT(LoadPolicy(WriteTempFile("policy_bad2", R"({"allow_licenses": ["x"]})")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown key 'allow_licenses'")));
+  EXPECT_THAT(LoadPolicy(WriteTempFile("policy_bad4", R"({"allowed_licenses": ["CC BY 5.0"]})")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'allowed_licenses': 'CC BY 5.0' is not a known license (known: ")));
   EXPECT_THAT(LoadPolicy(WriteTempFile("policy_bad3", R"({"excluded_tasks": "x"})")),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("list of strings")));
   EXPECT_THAT(LoadPolicy("/nonexistent/policy.json"), StatusIs(absl::StatusCode::kNotFound));

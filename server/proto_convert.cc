@@ -223,6 +223,7 @@ absl::Status ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v
     ti->set_category(t.category);
     ti->set_source_dataset(t.source_dataset);
     ti->set_license(t.license);
+    ti->set_license_text(t.license_text);
     ti->set_commercial_use(ToProto(t.commercial_use));
     ti->set_held_out(t.held_out);
     ti->set_modality(ToProto(t.modality));

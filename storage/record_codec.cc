@@ -162,6 +162,7 @@ std::string EncodeTaskInfo(const TaskInfo& t) {
   w.Varint(t.held_out ? 1 : 0);
   w.Varint(static_cast<uint64_t>(t.modality));
   w.Str(t.default_lang);
+  w.Str(t.license_text);  // added later: older records end before it
   return w.Take();
 }
 
@@ -177,6 +178,7 @@ absl::Status DecodeTaskInfo(absl::string_view value, TaskInfo* t) {
     t->commercial_use = static_cast<CommercialUse>(cu);
     t->held_out = held != 0;
     t->modality = static_cast<Modality>(mod);
+    if (!r.AtEnd()) r.Str(&t->license_text);
   }
   return r.Done();
 }

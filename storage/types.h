@@ -42,11 +42,12 @@ struct TaskInfo {
   std::string name;
   std::string category;        // captioning | classification | vqa | reasoning | generation | ...
   std::string source_dataset;  // e.g. "VQA v2"
-  std::string license;         // as stated by the task metadata file; "Unknown" when unknown
+  std::string license = "LicenseRef-Unknown";  // SPDX id (see common/license.h)
   CommercialUse commercial_use = CommercialUse::kUnknown;
   bool held_out = false;
   Modality modality = Modality::kImage;
   std::string default_lang = "en";
+  std::string license_text;  // the license as the task metadata (the M3IT paper) words it
 
   bool operator==(const TaskInfo&) const = default;
 };

@@ -105,7 +105,7 @@ TEST_F(IngestIntegrationTest, StatsMatchTheGeneratorsExpectations) {
     commercial[name] = std::string(std::string_view(t["commercial_use"]));
     instructions[name] = uint64_t(t["instructions"]);
   }
-  EXPECT_EQ(license["vqa-v2"], "CC-BY 4.0");
+  EXPECT_EQ(license["vqa-v2"], "CC-BY-4.0");  // the SPDX id of the paper's "CC-BY 4.0"
   EXPECT_EQ(commercial["coco-cn"], "no");
   EXPECT_EQ(instructions["coco"], 3u);
   EXPECT_EQ(instructions["gqa"], 1u);        // singular instruction.json

@@ -43,7 +43,7 @@ class SecurityTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
     std::ofstream(*dir_ / "tokens.json") << R"({"tokens": [
         {"token": ")" << kTeamAToken << R"(", "identity": "team-a",
-         "allowed_licenses": ["CC-BY 4.0", "CC BY 4.0"], "max_streams": 1},
+         "allowed_licenses": ["CC-BY 4.0", "cc-by-4.0"], "max_streams": 1},
         {"token": ")" << kTeamBToken << R"(", "identity": "team-b"}]})";
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -126,7 +126,7 @@ TEST_F(SecurityTest, TokensAuthenticateEntitleAndLimit) {
   ASSERT_FALSE(got.empty());
   std::set<std::string> tasks;
   for (const auto& x : got) {
-    EXPECT_TRUE(x.license() == "CC-BY 4.0" || x.license() == "CC BY 4.0") << x.id() << " " << x.license();
+    EXPECT_EQ(x.license(), "CC-BY-4.0") << x.id();  // every spelling is served as its SPDX id
     tasks.insert(x.task());
   }
   EXPECT_EQ(tasks, (std::set<std::string>{"gqa", "vqa-v2"}));
@@ -180,7 +180,7 @@ TEST_F(SecurityTest, TokensAuthenticateEntitleAndLimit) {
     log = s.log();
   }
   EXPECT_THAT(log, HasSubstr("stream end"));
-  EXPECT_THAT(log, HasSubstr("identity=team-a (everything) licenses=[CC BY 4.0|CC-BY 4.0] instances="));
+  EXPECT_THAT(log, HasSubstr("identity=team-a (everything) licenses=[CC-BY-4.0] instances="));
   EXPECT_THAT(log, HasSubstr("identity=team-a tasks=coco licenses=[] instances=0"));
   // Streams refused before any work are on record as well.
   EXPECT_THAT(log, HasSubstr("stream refused peer=ipv4:127.0.0.1:"));

@@ -324,7 +324,8 @@ class Client:
             "splits": list(c.splits),
             "tasks": [{
                 "name": t.name, "category": t.category, "source_dataset": t.source_dataset,
-                "license": t.license, "commercial_use": _COMMERCIAL.get(t.commercial_use, "unknown"),
+                "license": t.license, "license_text": t.license_text,
+                "commercial_use": _COMMERCIAL.get(t.commercial_use, "unknown"),
                 "held_out": t.held_out, "modality": "video" if t.modality == pb.MODALITY_VIDEO else "image",
                 "instructions": t.instruction_count, "instances": t.instances,
             } for t in c.tasks],

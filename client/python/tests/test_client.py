@@ -20,6 +20,20 @@ def test_catalog_and_count_match_the_cpp_cli(server):
     assert cli_count["total"] > 0
 
 
+def test_licenses_are_spdx_ids_and_every_spelling_selects_the_same(server):
+    client = m3serve.Client(server.target)
+    vqa = next(t for t in client.catalog()["tasks"] if t["name"] == "vqa-v2")
+    assert vqa["license"] == "CC-BY-4.0" and vqa["license_text"] == "CC-BY 4.0"
+    by_id = client.count(licenses=["CC-BY-4.0"])
+    assert by_id["total"] > 0
+    for spelling in ("CC BY 4.0", "cc-by 4.0", "CC By 4.0"):
+        assert client.count(licenses=[spelling]) == by_id, spelling
+    with pytest.raises(m3serve.M3ServeError) as e:
+        client.count(licenses=["CC BY 5.0"])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "known: " in e.value.details
+    assert "CC-BY-4.0" in e.value.details
+
+
 def test_held_out_tasks_are_excluded_or_selected_alone(server):
     client = m3serve.Client(server.target)
     catalog = client.catalog()

@@ -13,7 +13,7 @@ from m3serve.torch import M3ITDataLoader, M3ITDataset, collate
 
 TRAINER_TOKEN = "trainer-token-0123456789abcdef"
 NARROW_TOKEN = "narrow-token-0123456789abcdef"
-NARROW_LICENSE = "CC BY 4.0"
+NARROW_LICENSE = "CC-BY-4.0"  # SPDX id; the tokens file uses one of the paper's spellings
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days
     subprocess.run(["/bin/sh", "-c", script], cwd=d, check=True, capture_output=True)
     (d / "tokens.json").write_text(json.dumps({"tokens": [
         {"token": TRAINER_TOKEN, "identity": "trainer"},
-        {"token": NARROW_TOKEN, "identity": "narrow", "allowed_licenses": [NARROW_LICENSE]},
+        {"token": NARROW_TOKEN, "identity": "narrow", "allowed_licenses": ["CC By 4.0"]},
     ]}))
     return d
 
