@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -52,17 +53,26 @@ std::string Key(absl::string_view text) {
   return out;
 }
 
+// Key of every id and spelling -> id, built once.
+const absl::flat_hash_map<std::string, std::string>& ByKey() {
+  static const auto* by_key = [] {
+    auto* m = new absl::flat_hash_map<std::string, std::string>();
+    for (const KnownLicense& l : Known()) {
+      m->emplace(Key(l.id), l.id);
+      for (const char* s : l.spellings) m->emplace(Key(s), l.id);
+    }
+    return m;
+  }();
+  return *by_key;
+}
+
 }  // namespace
 
 std::optional<std::string> CanonicalLicense(absl::string_view text) {
-  const std::string key = Key(text);
-  for (const KnownLicense& l : Known()) {
-    if (Key(l.id) == key) return std::string(l.id);
-    for (const char* s : l.spellings) {
-      if (Key(s) == key) return std::string(l.id);
-    }
-  }
-  return std::nullopt;
+  const auto& by_key = ByKey();
+  auto it = by_key.find(Key(text));
+  if (it == by_key.end()) return std::nullopt;
+  return it->second;
 }
 
 absl::StatusOr<std::string> ParseLicense(absl::string_view text, absl::string_view where) {

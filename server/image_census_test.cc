@@ -81,7 +81,7 @@ TEST(ImageCensusTest, DatasetCountsTheImagesOfTheTasksAViewAdmits) {
   auto d = Dataset::FromCatalog(c, {}, std::move(reader));
   EXPECT_EQ(*d->UniqueImages(nullptr), 6u);
   LicensePolicy open_only;
-  open_only.allowed_licenses = {"CC BY 4.0"};
+  open_only.allowed_licenses = {"CC-BY-4.0"};  // the id of the tasks' "CC BY 4.0"
   EXPECT_FALSE(d->AdmitsAll(&open_only));
   EXPECT_EQ(*d->UniqueImages(&open_only), 3u);
   // Without a reader, a narrowed count is an error, never the store's figure.

@@ -17,15 +17,6 @@ bool LicensePolicy::Admits(const storage::TaskInfo& task) const {
   return true;
 }
 
-bool LicensePolicy::LicenseAllowed(const std::string& license) const {
-  if (allowed_licenses.empty()) return true;
-  const std::string id = CanonicalLicense(license).value_or(license);
-  for (const std::string& allowed : allowed_licenses) {
-    if (CanonicalLicense(allowed).value_or(allowed) == id) return true;
-  }
-  return false;
-}
-
 absl::StatusOr<LicensePolicy> LoadPolicy(const std::string& path) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;

@@ -21,9 +21,12 @@ struct LicensePolicy {
 
   // True when the policy lets the server serve `task`.
   bool Admits(const storage::TaskInfo& task) const;
-  // Licenses compare by SPDX id (common/license.h), whichever spelling either
-  // side holds.
-  bool LicenseAllowed(const std::string& license) const;
+  // `license` is an SPDX id (common/license.h): task licenses are ids once the
+  // Dataset holds them, and LoadPolicy / the tokens file turn every spelling
+  // into its id, so this is a set lookup (GetInstances asks it per id).
+  bool LicenseAllowed(const std::string& license) const {
+    return allowed_licenses.empty() || allowed_licenses.count(license) > 0;
+  }
 };
 
 // Read a policy file (JSON):
