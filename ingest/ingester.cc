@@ -733,8 +733,8 @@ absl::Status PlanSources(storage::Store* store, const IngestOptions& options,
     }
   }
   for (auto& [group, changed] : restart) {
-    // Every file with rows in the group must be in this run, so the group
-    // comes out as a clean ingest of those files would make it.
+    // Every file with rows in the group must be in this run and readable, so
+    // the group comes out as a clean ingest of those files would make it.
     const std::string prefix = group.ToString() + "|";
     std::vector<std::string> keys;
     M3SERVE_RETURN_IF_ERROR(store->ForEachProgress([&](absl::string_view key, const storage::FileProgress&) {
@@ -748,7 +748,7 @@ absl::Status PlanSources(storage::Store* store, const IngestOptions& options,
     std::vector<std::string> missing;
     for (const std::string& key : keys) {
       bool found = false;
-      for (JobState* m : members) found = found || m->job->ProgressKey() == key;
+      for (JobState* m : members) found = found || (m->job->ProgressKey() == key && m->refuse.empty());
       if (!found) missing.push_back(key.substr(prefix.size()));
     }
     if (!missing.empty()) {
@@ -756,7 +756,8 @@ absl::Status PlanSources(storage::Store* store, const IngestOptions& options,
         js->refuse = absl::StrCat(
             "file changed (", js->decision.why, "), but group ", group.ToString(),
             " also holds rows of ", absl::StrJoin(missing, ", "),
-            ", which this run does not ingest: run ingest with every source of the group");
+            ", which this run does not ingest: run ingest with every source of the group, each "
+            "readable");
       }
       continue;
     }
