@@ -27,6 +27,9 @@ absl::StatusOr<std::unique_ptr<RejectsFile>> RejectsFile::Open(
     return absl::UnavailableError(
         absl::StrCat("cannot open the rejects file ", path, ": ", std::strerror(errno)));
   }
+  // O_NONBLOCK only so opening a FIFO without a reader fails instead of
+  // waiting; writes block as usual.
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   struct stat st;
   uint64_t length = 0;
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -52,7 +55,7 @@ absl::Status RejectsFile::Append(const std::vector<std::string>& records) {
   size_t done = 0;
   while (done < out.size()) {
     ssize_t n = ::write(fd_, out.data() + done, out.size() - done);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return WriteError(n < 0 ? errno : ENOSPC, path_);
     done += static_cast<size_t>(n);
   }
