@@ -164,6 +164,8 @@ int IngestCommand(int argc, char** argv) {
         .Key("instances").Uint(r.instances).Key("rejected").Uint(r.rejected)
         .Key("new_images").Uint(r.new_images).Key("swept_images").Uint(r.swept_images)
         .Key("bytes_read").Uint(r.bytes_read)
+        .Key("image_index_built").Bool(r.image_index_built)
+        .Key("image_index_seconds").Double(r.image_index_seconds)
         .Key("seconds").Double(r.seconds).EndObject()
         .Key("rejects_file").String(r.rejected ? r.rejects_path : "")
         .Key("exit_code").Int(r.ExitCode()).EndObject();
@@ -187,12 +189,28 @@ int IngestCommand(int argc, char** argv) {
     if (r.swept_images) {
       std::cout << "deleted " << r.swept_images << " images no instance refers to any more\n";
     }
+    if (r.image_index_built) {
+      std::cout << absl::StrFormat("image index built in %.1f s\n", r.image_index_seconds);
+    }
     if (r.rejected) std::cout << "rejected lines: " << r.rejects_path << "\n";
   }
   return r.ExitCode();
 }
 
 // ---------------------------------------------------------------------------
+
+namespace {
+
+const char* ImageIndexStateName(storage::VerifyReport::ImageIndexState s) {
+  switch (s) {
+    case storage::VerifyReport::ImageIndexState::kAbsent: return "absent";
+    case storage::VerifyReport::ImageIndexState::kCurrent: return "current";
+    case storage::VerifyReport::ImageIndexState::kStale: return "stale";
+  }
+  return "unknown";
+}
+
+}  // namespace
 
 int StatsCommand(int argc, char** argv) {
   std::string db;
@@ -296,7 +314,8 @@ int VerifyCommand(int argc, char** argv) {
     w.BeginObject().Key("ok").Bool(r.ok()).Key("digest").String(r.digest.Hex())
         .Key("instances").Uint(r.instances).Key("groups").Uint(r.groups)
         .Key("images").Uint(r.images).Key("image_refs").Uint(r.image_refs)
-        .Key("image_bytes").Uint(r.image_bytes).Key("problem_count").Uint(r.problem_count)
+        .Key("image_bytes").Uint(r.image_bytes).Key("image_index").String(ImageIndexStateName(r.image_index))
+        .Key("problem_count").Uint(r.problem_count)
         .Key("problems").BeginArray();
     for (const auto& p : r.problems) w.String(p);
     w.EndArray().EndObject();
@@ -311,6 +330,10 @@ int VerifyCommand(int argc, char** argv) {
         "digest %s\n",
         r.ok() ? "OK" : "FAILED", r.instances, r.groups, r.images, r.image_bytes / 1e6, r.image_refs,
         r.problem_count, r.digest.Hex());
+    if (r.image_index == storage::VerifyReport::ImageIndexState::kAbsent) {
+      std::cout << "note: the store has no image index yet (the evaluation guard and attribution need it); "
+                   "the next ingest builds it\n";
+    }
   }
   return r.ok() ? kExitOk : kExitDataProblems;
 }

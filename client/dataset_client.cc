@@ -127,6 +127,10 @@ absl::StatusOr<v1::PlanResponse> DatasetClient::Plan(const v1::StreamRequest& re
   return Call(&v1::DatasetService::Stub::Plan, request);
 }
 
+absl::StatusOr<v1::AttributionResponse> DatasetClient::Attribution(const v1::AttributionRequest& request) {
+  return Call(&v1::DatasetService::Stub::Attribution, request);
+}
+
 std::unique_ptr<InstanceStream> DatasetClient::Stream(v1::StreamRequest request) {
   return std::unique_ptr<InstanceStream>(new InstanceStream(this, std::move(request)));
 }

@@ -113,6 +113,9 @@ class DatasetClient {
   // What Stream(request) would serve: plan fingerprint, epoch size, mixture
   // components with their shares and repeats, instances of the view.
   absl::StatusOr<v1::PlanResponse> Plan(const v1::StreamRequest& request);
+  // Per source dataset of a selection (or a mixture's epoch): license,
+  // commercial use, instances, images, samples; the report in request.format.
+  absl::StatusOr<v1::AttributionResponse> Attribution(const v1::AttributionRequest& request);
   // Start streaming `request` (no call is made until the first Next()).
   std::unique_ptr<InstanceStream> Stream(v1::StreamRequest request);
 

@@ -37,6 +37,8 @@ constexpr char kUsage[] =
     "  stream    stream one shard of a selection (summary per batch, or --dump DIR)\n"
     "  get       fetch instances by id (task/split/lang/ordinal)\n"
     "  plan      preview a stream's epoch: mixture components, shares, repeats, fingerprint\n"
+    "  attribution  per source dataset of a selection or mixture: license, commercial use,\n"
+    "            instances, images, samples (text, JSON or Markdown)\n"
     "  bench     measure instances/s, images/s and MB/s over a stream\n\n"
     "Run `m3serve-client COMMAND --help` for the flags of a command.\n";
 
@@ -44,7 +46,8 @@ constexpr char kUsage[] =
 struct Flags {
   std::vector<std::string> targets{"127.0.0.1:50051"};
   std::vector<std::string> tasks, categories, splits, languages, licenses, exclude_tasks;
-  bool commercial_use_only = false;
+  std::vector<std::string> eval_splits, eval_tasks;
+  bool commercial_use_only = false, exclude_eval_images = false;
   std::string modality, held_out;
   int64_t shard_index = 0, shard_count = 1, seed = 0, epoch = 0, batch_size = 32, limit = 0,
           width = 0, height = 0, max_images = 0, max_message_bytes = 0, seconds = 0;
@@ -79,6 +82,10 @@ struct Flags {
     f.String("held-out", &held_out,
              "exclude: leave out the tasks the M3IT paper holds out for evaluation; only: just those",
              "exclude|only");
+    f.Bool("exclude-eval-images", &exclude_eval_images,
+           "leave out every instance that shares an image with the evaluation set (and that set itself)");
+    f.List("eval-splits", &eval_splits, "the evaluation set's splits (default: validation,test)");
+    f.List("eval-tasks", &eval_tasks, "the evaluation set's tasks (default: every task)");
   }
   void Images(FlagSet& f) {
     f.String("images", &images, "encoded | decoded | none", "MODE");
@@ -161,6 +168,9 @@ struct Flags {
     if (held_out == "exclude") s->set_held_out(v1::HELD_OUT_EXCLUDE);
     else if (held_out == "only") s->set_held_out(v1::HELD_OUT_ONLY);
     else if (!held_out.empty()) return absl::InvalidArgumentError("--held-out must be exclude or only");
+    s->set_exclude_eval_images(exclude_eval_images);
+    for (const auto& x : eval_splits) s->add_eval_splits(x);
+    for (const auto& x : eval_tasks) s->add_eval_tasks(x);
     return absl::OkStatus();
   }
   absl::Status FillImages(v1::ImageOptions* o) const {
@@ -395,7 +405,14 @@ int Count(int argc, char** argv) {
     }
     w.EndArray().Key("removed_by_policy").BeginArray();
     for (const auto& t : r->removed_by_policy()) w.String(t);
-    w.EndArray().EndObject();
+    w.EndArray();
+    if (!r->eval_set().empty()) {
+      w.Key("eval_set").String(r->eval_set()).Key("eval_excluded").Uint(r->eval_excluded())
+          .Key("eval_excluded_by_task").BeginObject();
+      for (const auto& t : r->eval_excluded_by_task()) w.Key(t.task()).Uint(t.instances());
+      w.EndObject();
+    }
+    w.EndObject();
     std::cout << w.str() << std::endl;
     return 0;
   }
@@ -403,6 +420,12 @@ int Count(int argc, char** argv) {
     std::cout << absl::StrFormat("%-26s %-12s %-6s %10d\n", g.task(), g.split(), g.language(), g.instances());
   }
   std::cout << "total " << r->total() << "\n";
+  if (!r->eval_set().empty()) {
+    std::cout << "left out by the evaluation guard (" << r->eval_set() << "): " << r->eval_excluded() << "\n";
+    for (const auto& t : r->eval_excluded_by_task()) {
+      std::cout << absl::StrFormat("  %-24s %10d\n", t.task(), t.instances());
+    }
+  }
   return 0;
 }
 
@@ -498,10 +521,13 @@ int Stream(int argc, char** argv, bool bench) {
 
 int Get(int argc, char** argv) {
   Flags fl;
-  FlagSet f("m3serve-client get ID... [image flags] [--json]",
-            "Fetch instances by id (task/split/lang/ordinal).");
+  FlagSet f("m3serve-client get ID... [image flags] [selection flags] [--json]",
+            "Fetch instances by id (task/split/lang/ordinal). With selection flags, every id must\n"
+            "be in that selection (e.g. --exclude-eval-images refuses an id that shares an image\n"
+            "with the evaluation set).");
   fl.Target(f);
   fl.Images(f);
+  fl.Selection(f);
   f.String("dump", &fl.dump, "write images and texts.jsonl into this directory", "DIR");
   std::vector<std::string> ids;
   if (int code; !f.ParseOrExit(argc, argv, 2, std::string("m3serve-client ") + argv[1], &ids, &code)) return code;
@@ -512,6 +538,9 @@ int Get(int argc, char** argv) {
   req.set_instructions(fl.resample ? v1::INSTRUCTION_MODE_RESAMPLE : v1::INSTRUCTION_MODE_AS_INGESTED);
   req.set_seed(static_cast<uint64_t>(fl.seed));
   req.set_epoch(static_cast<uint64_t>(fl.epoch));
+  v1::Selection sel;
+  if (auto s = fl.FillSelection(&sel); !s.ok()) return Fail("get", s);
+  if (sel.ByteSizeLong() > 0) *req.mutable_selection() = sel;
   auto r = Call(fl, "get", &client::DatasetClient::GetInstances, req);
   if (!r) return 1;
   std::ofstream texts;
@@ -578,6 +607,33 @@ int Plan(int argc, char** argv) {
   return 0;
 }
 
+int Attribution(int argc, char** argv) {
+  Flags fl;
+  std::string format = "text";
+  FlagSet f("m3serve-client attribution [selection flags] [mixture flags] [--format text|json|markdown]",
+            "Who to credit and under which terms: per source dataset of the selection (or of the\n"
+            "mixture's epoch), its license (SPDX id and the published wording), commercial use,\n"
+            "tasks, instances, distinct images and samples per epoch. Markdown is ready for a model card.");
+  fl.Target(f);
+  fl.Selection(f);
+  fl.Mixture(f);
+  f.String("format", &format, "text | json | markdown (--json: json)", "F");
+  std::vector<std::string> args;
+  if (int code; !f.ParseOrExit(argc, argv, 2, std::string("m3serve-client ") + argv[1], &args, &code)) return code;
+  v1::AttributionRequest req;
+  if (auto s = fl.FillSelection(req.mutable_selection()); !s.ok()) return Fail("attribution", s);
+  if (auto s = fl.FillMixture(req.mutable_mixture()); !s.ok()) return Fail("attribution", s);
+  if (fl.json) format = "json";
+  if (format == "text") req.set_format(v1::REPORT_FORMAT_TEXT);
+  else if (format == "json") req.set_format(v1::REPORT_FORMAT_JSON);
+  else if (format == "markdown") req.set_format(v1::REPORT_FORMAT_MARKDOWN);
+  else return Fail("attribution", absl::InvalidArgumentError("--format must be text, json or markdown"));
+  auto r = Call(fl, "attribution", &client::DatasetClient::Attribution, req);
+  if (!r) return 1;
+  std::cout << r->report();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -592,6 +648,7 @@ int main(int argc, char** argv) {
   if (cmd == "bench") return Stream(argc, argv, true);
   if (cmd == "get") return Get(argc, argv);
   if (cmd == "plan") return Plan(argc, argv);
+  if (cmd == "attribution") return Attribution(argc, argv);
   std::fprintf(stderr, "m3serve-client: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -27,6 +27,7 @@
 #include "ingest/line_reader.h"
 #include "ingest/rejects_file.h"
 #include "ingest/source_check.h"
+#include "storage/image_index.h"
 
 namespace m3serve::ingest {
 
@@ -781,6 +782,22 @@ absl::Status PlanSources(storage::Store* store, const IngestOptions& options,
   return absl::OkStatus();
 }
 
+// Build the image index unless the store has one of its current catalog.
+absl::Status EnsureImageIndex(storage::Store* store, IngestReport* report) {
+  M3SERVE_ASSIGN_OR_RETURN(storage::Catalog catalog, store->ReadCatalog());
+  M3SERVE_ASSIGN_OR_RETURN(std::optional<Hash128> basis, store->ImageIndexBasis());
+  if (basis && *basis == catalog.fingerprint) return absl::OkStatus();
+  const auto start = Clock::now();
+  M3SERVE_ASSIGN_OR_RETURN(
+      storage::ImageIndex index,
+      storage::BuildImageIndex([store](const auto& fn) { return store->ForEachInstance(fn); },
+                               catalog.fingerprint));
+  M3SERVE_RETURN_IF_ERROR(store->WriteImageIndex(index));
+  report->image_index_built = true;
+  report->image_index_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<IngestReport> Ingest(storage::Store* store, const TaskRegistry& registry,
@@ -811,12 +828,19 @@ absl::StatusOr<IngestReport> Ingest(storage::Store* store, const TaskRegistry& r
   // stored images (some may have no row), or when PlanSources cleared a group
   // (its old images may have none any more): then this run ends with a sweep.
   M3SERVE_ASSIGN_OR_RETURN(const bool sweep, store->ImageSweepPending());
-  if (!sweep) {
+  {
+    storage::StoreWriteBatch first;
     // Workers store images ahead of the rows that refer to them; the mark is
     // written first, so any flushed image is covered by it.
-    storage::StoreWriteBatch mark;
-    mark.MarkImageSweepPending(true);
-    M3SERVE_RETURN_IF_ERROR(store->Write(&mark));
+    if (!sweep) first.MarkImageSweepPending(true);
+    // A run that reads rows may change instances: the image index goes until
+    // the run ends and builds it again, so no stop half-way leaves an index of
+    // other data (a group read again can keep its count, and so the catalog).
+    const bool reads = std::any_of(jobs.begin(), jobs.end(), [](const JobState& js) {
+      return js.refuse.empty() && js.decision.action != SourceDecision::kSkip;
+    });
+    if (reads) first.DeleteImageIndex();
+    if (first.Count() > 0) M3SERVE_RETURN_IF_ERROR(store->Write(&first));
   }
   M3SERVE_ASSIGN_OR_RETURN(storage::Catalog catalog, store->ReadCatalog());
   int workers = options.threads > 0 ? options.threads
@@ -833,6 +857,7 @@ absl::StatusOr<IngestReport> Ingest(storage::Store* store, const TaskRegistry& r
     clear.MarkImageSweepPending(false);
     s = store->Write(&clear);
   }
+  if (s.ok()) s = EnsureImageIndex(store, &report);
   if (s.ok()) s = store->Flush();
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   if (!s.ok()) return s;

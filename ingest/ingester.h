@@ -94,6 +94,10 @@ struct IngestReport {
   uint64_t lines = 0, empty_lines = 0, rows = 0, instances = 0, rejected = 0;
   uint64_t new_images = 0;
   uint64_t swept_images = 0;  // images no instance referred to any more, deleted
+  // The image index (storage/types.h) was built again: the run changed the
+  // store, or it had none (stores of older versions).
+  bool image_index_built = false;
+  double image_index_seconds = 0;
   uint64_t bytes_read = 0;
   double seconds = 0;
   std::string rejects_path;

@@ -26,13 +26,37 @@ std::pair<size_t, uint64_t> ResolvedSelection::Locate(uint64_t p) const {
   // prefix is non-decreasing; find the last group whose start <= p and that is non-empty.
   auto it = std::upper_bound(prefix.begin(), prefix.end(), p);
   size_t g = static_cast<size_t>(it - prefix.begin()) - 1;
-  return {g, p - prefix[g]};
+  const uint64_t i = p - prefix[g];
+  return {g, exclusions[g] ? exclusions[g]->KeptOrdinal(i) : i};
+}
+
+void ResolvedSelection::AddFrom(const ResolvedSelection& other, size_t i) {
+  groups.push_back(other.groups[i]);
+  prefix.push_back(prefix.back() + other.prefix[i + 1] - other.prefix[i]);
+  exclusions.push_back(other.exclusions[i]);
+  guard = other.guard;
+}
+
+std::string ResolvedSelection::WhyNot(const storage::GroupKey& group, uint64_t ordinal) const {
+  auto it = std::lower_bound(groups.begin(), groups.end(), group);
+  const bool listed = it != groups.end() && *it == group;
+  const GroupExclusion* ex = listed ? exclusions[static_cast<size_t>(it - groups.begin())].get() : nullptr;
+  const bool lost = std::any_of(guard_losses.begin(), guard_losses.end(),
+                                [&](const auto& l) { return l.first == group; });
+  if ((listed && ex != nullptr && ex->Excludes(ordinal)) || (!listed && lost)) {
+    return absl::StrCat("it shares an image with the evaluation set (", guard,
+                        ") and the selection has exclude_eval_images");
+  }
+  if (!listed) return absl::StrCat("group ", group.ToString(), " is not in the selection");
+  return "";
 }
 
 void ResolvedSelection::Seal() {
-  // The digest covers what positions depend on: the ordered groups and their
-  // sizes. Two requests that resolve to the same groups share order and tokens.
+  // The digest covers what positions depend on: the guard, the ordered groups
+  // and their sizes. Two requests that resolve to the same groups share order
+  // and tokens.
   StreamingHash h;
+  if (!guard.empty()) h.AddRecord(absl::StrCat("guard:", guard));
   for (size_t i = 0; i < groups.size(); ++i) {
     h.AddRecord(groups[i].ToString());
     h.AddRecord(absl::StrCat(prefix[i + 1] - prefix[i]));
@@ -46,8 +70,81 @@ absl::StatusOr<std::unique_ptr<Dataset>> Dataset::Open(const storage::StoreOptio
   M3SERVE_ASSIGN_OR_RETURN(d->store_, storage::Store::Open(store_options));
   M3SERVE_ASSIGN_OR_RETURN(storage::Catalog catalog, d->store_->ReadCatalog());
   d->reader_ = std::make_unique<StoreReader>(d->store_.get());
+  const Hash128 fingerprint = catalog.fingerprint;
   d->Init(std::move(catalog), std::move(policy));
+  M3SERVE_ASSIGN_OR_RETURN(std::optional<Hash128> basis, d->store_->ImageIndexBasis());
+  if (!basis) {
+    d->no_index_why_ = "the store has no image index (it was ingested by an older m3serve, or its last ingest "
+                       "stopped before the end)";
+  } else if (*basis != fingerprint) {
+    d->no_index_why_ = "the store's image index describes other data (an ingest stopped before it was rebuilt)";
+  } else {
+    M3SERVE_ASSIGN_OR_RETURN(std::optional<storage::ImageIndex> index, d->store_->ReadImageIndex());
+    if (index) d->SetImageIndex(std::make_shared<const storage::ImageIndex>(*std::move(index)));
+  }
   return d;
+}
+
+void Dataset::SetImageIndex(std::shared_ptr<const storage::ImageIndex> index) {
+  image_index_ = std::move(index);
+  {
+    absl::MutexLock lock(&guard_mu_);
+    guards_.clear();
+  }
+  // The default evaluation set is ready before the first request asks.
+  SelectionSpec spec;
+  spec.exclude_eval_images = true;
+  (void)EvalGuard(spec, "");
+}
+
+absl::StatusOr<std::shared_ptr<const EvalExclusion>> Dataset::EvalGuard(const SelectionSpec& spec,
+                                                                        const std::string& field_prefix) const {
+  if (!spec.exclude_eval_images) {
+    if (!spec.eval_splits.empty() || !spec.eval_tasks.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field_prefix, spec.eval_splits.empty() ? "eval_tasks" : "eval_splits",
+          " is given without ", field_prefix, "exclude_eval_images (the evaluation set only matters to the guard)"));
+    }
+    return std::shared_ptr<const EvalExclusion>();
+  }
+  EvalSet set;
+  std::set<std::string> known_splits, known_tasks;
+  for (const auto& [g, n] : catalog_.counts) known_splits.insert(g.split);
+  for (const auto& [name, t] : catalog_.tasks) known_tasks.insert(name);
+  auto check = [&](const std::vector<std::string>& asked, const std::set<std::string>& known, const char* field,
+                   const char* what, std::vector<std::string>* out) -> absl::Status {
+    std::set<std::string> names;
+    for (const auto& a : asked) {
+      if (!known.count(a)) {
+        return absl::InvalidArgumentError(absl::StrCat(field_prefix, field, ": unknown ", what, " '", a,
+                                                       "' (known: ", Known(known), ")"));
+      }
+      names.insert(a);
+    }
+    out->assign(names.begin(), names.end());
+    return absl::OkStatus();
+  };
+  M3SERVE_RETURN_IF_ERROR(check(spec.eval_splits, known_splits, "eval_splits", "split", &set.splits));
+  M3SERVE_RETURN_IF_ERROR(check(spec.eval_tasks, known_tasks, "eval_tasks", "task", &set.tasks));
+  if (set.splits.empty()) set.splits = DefaultEvalSplits();
+  if (image_index_ == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        field_prefix, "exclude_eval_images: ",
+        no_index_why_.empty() ? std::string("the dataset has no image index") : no_index_why_,
+        "; run `m3serve-admin ingest` on the store again (with its sources) to build it"));
+  }
+  const std::string key = set.Describe();
+  {
+    absl::MutexLock lock(&guard_mu_);
+    auto it = guards_.find(key);
+    if (it != guards_.end()) return it->second;
+  }
+  std::shared_ptr<const EvalExclusion> ex = ComputeEvalExclusion(*image_index_, std::move(set));
+  absl::MutexLock lock(&guard_mu_);
+  // A few evaluation sets are in use at a time; the cache stays small.
+  constexpr size_t kMaxKept = 16;
+  if (guards_.size() >= kMaxKept) guards_.erase(guards_.begin());
+  return guards_.emplace(key, std::move(ex)).first->second;
 }
 
 std::unique_ptr<Dataset> Dataset::FromCatalog(storage::Catalog catalog, LicensePolicy policy,
@@ -201,7 +298,10 @@ absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec,
     }
   }
 
+  M3SERVE_ASSIGN_OR_RETURN(std::shared_ptr<const EvalExclusion> guard, EvalGuard(spec, "selection."));
+
   ResolvedSelection r;
+  if (guard) r.guard = guard->set.Describe();
   std::set<std::string> removed;
   auto task_matches = [&](const storage::TaskInfo& t) {
     if (!tasks.empty() && !tasks.count(t.name)) return false;
@@ -224,7 +324,10 @@ absl::StatusOr<ResolvedSelection> Dataset::Resolve(const SelectionSpec& spec,
       removed.insert(g.task);
       continue;
     }
-    r.Add(g, n);
+    std::shared_ptr<const GroupExclusion> ex = guard ? guard->Find(g) : nullptr;
+    if (ex != nullptr) r.guard_losses.emplace_back(g, ex->excluded());
+    if (ex != nullptr && ex->excluded() >= n) continue;
+    r.Add(g, n, std::move(ex));
   }
   r.removed_by_policy.assign(removed.begin(), removed.end());
 

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "common/hash.h"
 #include "absl/synchronization/mutex.h"
+#include "server/eval_guard.h"
 #include "server/image_census.h"
 #include "server/instance_reader.h"
 #include "server/policy.h"
@@ -37,26 +38,48 @@ struct SelectionSpec {
   // The tasks the M3IT paper holds out for evaluation: selected like any
   // other (kAny), left out (kExclude), or the only ones (kOnly).
   enum class HeldOut { kAny, kExclude, kOnly } held_out = HeldOut::kAny;
+  // The evaluation-leakage guard (server/eval_guard.h): leave out every
+  // instance that shares an image with the evaluation set, the instances of
+  // `eval_splits` (empty: validation and test) of `eval_tasks` (empty: every
+  // task of the store).
+  bool exclude_eval_images = false;
+  std::vector<std::string> eval_splits;
+  std::vector<std::string> eval_tasks;
 };
 
 // The groups a selection matches, in key order, with prefix sums: position p
-// of the selection (0 <= p < total) is ordinal p - prefix[g] of group g.
+// of the selection (0 <= p < total) is the (p - prefix[g])-th instance group g
+// keeps: that ordinal itself, or, under the evaluation guard, the ordinal of
+// that kept instance (exclusions[g]).
 struct ResolvedSelection {
   std::vector<storage::GroupKey> groups;
-  std::vector<uint64_t> prefix{0};  // size groups + 1
+  std::vector<uint64_t> prefix{0};  // size groups + 1: kept instances
+  // Per group, the ordinals the guard leaves out; nullptr: none.
+  std::vector<std::shared_ptr<const GroupExclusion>> exclusions;
   std::vector<std::string> removed_by_policy;
-  Hash128 digest;  // of the resolved groups and their sizes
+  // Under the guard: its evaluation set (EvalSet::Describe), and the
+  // instances it left out of each matched group that lost any (groups left
+  // with none are not in `groups`).
+  std::string guard;
+  std::vector<std::pair<storage::GroupKey, uint64_t>> guard_losses;
+  Hash128 digest;  // of the guard, the resolved groups and their sizes
 
   uint64_t total() const { return prefix.back(); }
-  // Append group `g` of `n` instances (prefix sums follow).
-  void Add(const storage::GroupKey& g, uint64_t n) {
+  // Append group `g` of `n` instances, of which `exclusion` (may be null)
+  // leaves some out (prefix sums follow).
+  void Add(const storage::GroupKey& g, uint64_t n, std::shared_ptr<const GroupExclusion> exclusion = nullptr) {
     groups.push_back(g);
-    prefix.push_back(prefix.back() + n);
+    prefix.push_back(prefix.back() + n - (exclusion ? exclusion->excluded() : 0));
+    exclusions.push_back(std::move(exclusion));
   }
+  // Append group `i` of `other`, as it is there.
+  void AddFrom(const ResolvedSelection& other, size_t i);
   // Compute `digest` from the groups and their sizes (call after the last Add).
   void Seal();
   // (group index, ordinal) of position p; requires p < total().
   std::pair<size_t, uint64_t> Locate(uint64_t p) const;
+  // Why (group, ordinal) is not in the selection ("" when it is).
+  std::string WhyNot(const storage::GroupKey& group, uint64_t ordinal) const;
 };
 
 class Dataset {
@@ -115,6 +138,19 @@ class Dataset {
   // Instances per task after the policy.
   uint64_t TaskInstances(const std::string& task) const;
 
+  // The guard's exclusion for the evaluation set of `spec` (eval_splits,
+  // eval_tasks; the field names in errors are `field_prefix` + name):
+  //   InvalidArgument: an unknown split or task (the known ones listed), or
+  //                    eval_splits / eval_tasks without exclude_eval_images;
+  //   FailedPrecondition: the store has no image index of its data.
+  // Computed once per evaluation set (the default one when the dataset opens)
+  // and kept. nullptr when the spec does not ask for the guard.
+  absl::StatusOr<std::shared_ptr<const EvalExclusion>> EvalGuard(const SelectionSpec& spec,
+                                                                 const std::string& field_prefix) const;
+  // Use `index` for the guard (tests; Open reads the store's).
+  void SetImageIndex(std::shared_ptr<const storage::ImageIndex> index);
+  const storage::ImageIndex* image_index() const { return image_index_.get(); }
+
  private:
   Dataset() = default;
   void Init(storage::Catalog catalog, LicensePolicy policy);
@@ -125,6 +161,10 @@ class Dataset {
   std::string version_;
   std::vector<std::string> removed_tasks_;
   std::map<std::string, uint64_t> task_instances_;
+  std::shared_ptr<const storage::ImageIndex> image_index_;
+  std::string no_index_why_;  // why there is none (for the guard's error)
+  mutable absl::Mutex guard_mu_;
+  mutable std::map<std::string, std::shared_ptr<const EvalExclusion>> guards_ ABSL_GUARDED_BY(guard_mu_);
   mutable absl::Mutex census_mu_;
   mutable std::optional<absl::StatusOr<ImageCensus>> census_ ABSL_GUARDED_BY(census_mu_);
 };

@@ -103,8 +103,15 @@ absl::StatusOr<std::vector<OrderComponent>> ResolveMixture(const Dataset& datase
       p.groups.push_back(g);
     }
     if (p.groups.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Field(i, "key"), ": '", key, "' matches no instance of the selection"));
+      uint64_t guarded = 0;
+      for (const auto& [gk, n] : selection.guard_losses) {
+        if (gk.task == task && (lang.empty() || gk.lang == lang)) guarded += n;
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          Field(i, "key"), ": '", key, "' matches no instance of the selection",
+          guarded ? absl::StrCat(" (the evaluation guard left out its ", guarded,
+                                 " instances: each shares an image with ", selection.guard, ")")
+                  : ""));
     }
     parsed.push_back(std::move(p));
   }
@@ -126,7 +133,7 @@ absl::StatusOr<std::vector<OrderComponent>> ResolveMixture(const Dataset& datase
   std::vector<OrderComponent> out;
   for (const Parsed& p : parsed) {
     auto sel = std::make_shared<ResolvedSelection>();
-    for (size_t g : p.groups) sel->Add(selection.groups[g], selection.prefix[g + 1] - selection.prefix[g]);
+    for (size_t g : p.groups) sel->AddFrom(selection, g);
     sel->Seal();
     double w = p.weight;
     if (tempered) w = std::pow(static_cast<double>(sel->total()), 1.0 / temperature);

@@ -1,6 +1,7 @@
 #include "server/proto_convert.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -35,6 +36,9 @@ absl::Status FromProto(const v1::Selection& in, SelectionSpec* out) {
           "selection.held_out: unknown value ", static_cast<int>(in.held_out()),
           " (known: HELD_OUT_UNSPECIFIED, HELD_OUT_EXCLUDE, HELD_OUT_ONLY)"));
   }
+  out->exclude_eval_images = in.exclude_eval_images();
+  out->eval_splits.assign(in.eval_splits().begin(), in.eval_splits().end());
+  out->eval_tasks.assign(in.eval_tasks().begin(), in.eval_tasks().end());
   return absl::OkStatus();
 }
 
@@ -139,6 +143,10 @@ absl::Status FromProto(const v1::GetInstancesRequest& in, const RequestLimits& l
     absl::Status p = storage::ParseInstanceId(in.ids(i), &g, &ordinal);
     if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat("ids[", i, "]: ", p.message()));
     out->keys.emplace_back(std::move(g), ordinal);
+  }
+  if (in.has_selection()) {
+    out->selection.emplace();
+    M3SERVE_RETURN_IF_ERROR(FromProto(in.selection(), &*out->selection));
   }
   return absl::OkStatus();
 }
@@ -266,8 +274,54 @@ void ToProto(const ResolvedSelection& sel, v1::CountResponse* out) {
     g->set_split(sel.groups[i].split);
     g->set_language(sel.groups[i].lang);
     g->set_instances(sel.prefix[i + 1] - sel.prefix[i]);
+    if (sel.exclusions[i]) g->set_eval_excluded(sel.exclusions[i]->excluded());
   }
   for (const auto& t : sel.removed_by_policy) out->add_removed_by_policy(t);
+  out->set_eval_set(sel.guard);
+  std::map<std::string, uint64_t> by_task;
+  for (const auto& [g, n] : sel.guard_losses) {
+    by_task[g.task] += n;
+    out->set_eval_excluded(out->eval_excluded() + n);
+  }
+  for (const auto& [task, n] : by_task) {
+    v1::TaskCount* t = out->add_eval_excluded_by_task();
+    t->set_task(task);
+    t->set_instances(n);
+  }
+}
+
+absl::Status FromProto(v1::ReportFormat in, ReportFormat* out) {
+  switch (in) {
+    case v1::REPORT_FORMAT_UNSPECIFIED:
+    case v1::REPORT_FORMAT_TEXT: *out = ReportFormat::kText; return absl::OkStatus();
+    case v1::REPORT_FORMAT_JSON: *out = ReportFormat::kJson; return absl::OkStatus();
+    case v1::REPORT_FORMAT_MARKDOWN: *out = ReportFormat::kMarkdown; return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "format: unknown value ", static_cast<int>(in),
+          " (known: REPORT_FORMAT_TEXT, REPORT_FORMAT_JSON, REPORT_FORMAT_MARKDOWN)"));
+  }
+}
+
+void ToProto(const AttributionReport& r, ReportFormat format, v1::AttributionResponse* out) {
+  out->set_dataset_version(r.dataset_version);
+  out->set_instances(r.instances);
+  out->set_images(r.images);
+  out->set_samples(r.samples);
+  out->set_eval_set(r.eval_set);
+  for (const auto& t : r.removed_by_policy) out->add_removed_by_policy(t);
+  for (const auto& s : r.sources) {
+    v1::SourceAttribution* x = out->add_sources();
+    x->set_source_dataset(s.source_dataset);
+    for (const auto& t : s.tasks) x->add_tasks(t);
+    x->set_license(s.license);
+    x->set_license_text(s.license_text);
+    x->set_commercial_use(ToProto(s.commercial_use));
+    x->set_instances(s.instances);
+    x->set_images(s.images);
+    x->set_samples(s.samples);
+  }
+  out->set_report(RenderAttribution(r, format));
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& s) {

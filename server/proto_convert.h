@@ -6,6 +6,7 @@
 #ifndef M3SERVE_SERVER_PROTO_CONVERT_H_
 #define M3SERVE_SERVER_PROTO_CONVERT_H_
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "m3serve/v1/dataset.pb.h"
+#include "server/attribution.h"
 #include "server/dataset.h"
 #include "server/instance_builder.h"
 #include "server/mixture.h"
@@ -68,6 +70,7 @@ absl::Status FromProto(v1::InstructionMode in, BuildOptions* out);
 struct GetSettings {
   std::vector<std::pair<storage::GroupKey, uint64_t>> keys;
   BuildOptions build;
+  std::optional<SelectionSpec> selection;  // ids must be in it
 };
 absl::Status FromProto(const v1::GetInstancesRequest& in, const RequestLimits& limits, GetSettings* out);
 absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits, StreamSettings* out);
@@ -77,6 +80,10 @@ absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits,
 absl::Status ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catalog* out);
 void ToProto(const ResolvedSelection& selection, v1::CountResponse* out);
 v1::CommercialUse ToProto(storage::CommercialUse c);
+// The report format of an Attribution request (`format`).
+absl::Status FromProto(v1::ReportFormat in, ReportFormat* out);
+// The report, with its rendering in `format`.
+void ToProto(const AttributionReport& report, ReportFormat format, v1::AttributionResponse* out);
 v1::Modality ToProto(storage::Modality m);
 
 // Same code (absl and gRPC codes match by number), same message.

@@ -88,8 +88,8 @@ TEST(RequestFuzzTest, RandomAndMutatedRequestsDecodeOrFailCleanly) {
 
 TEST(RequestFuzzTest, OnlyIssuedTokensAreAccepted) {
   auto sel = std::make_shared<ResolvedSelection>();
-  sel->groups = {{"vqa-v2", "train", "zh"}, {"vqa-v2", "validation", "zh"}};
-  sel->prefix = {0, 700, 1000};
+  sel->Add({"vqa-v2", "train", "zh"}, 700);
+  sel->Add({"vqa-v2", "validation", "zh"}, 300);
   sel->digest = ContentHash("selection");
   auto plan = StreamPlan::Create(sel, {3, 8, false, {true, 17, 2}}, "00112233445566778899aabbccddeeff",
                                  "fuzz-key-0123456789");

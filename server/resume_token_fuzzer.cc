@@ -25,8 +25,9 @@ constexpr char kKey[] = "fuzz-key-0123456789";
 std::vector<StreamPlan>& Plans() {
   static auto* plans = [] {
     auto sel = std::make_shared<ResolvedSelection>();
-    sel->groups = {{"vqa-v2", "train", "zh"}, {"vqa-v2", "validation", "zh"}, {"coco", "train", "en"}};
-    sel->prefix = {0, 700, 1000, 1001};
+    sel->Add({"vqa-v2", "train", "zh"}, 700);
+    sel->Add({"vqa-v2", "validation", "zh"}, 300);
+    sel->Add({"coco", "train", "en"}, 1);
     sel->digest = ContentHash("selection");
     auto other = std::make_shared<ResolvedSelection>(*sel);
     other->digest = ContentHash("another selection");

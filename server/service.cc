@@ -352,6 +352,34 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::Plan(grpc::CallbackServerContext* 
   return FinishUnary(ctx, s);
 }
 
+grpc::ServerUnaryReactor* DatasetServiceImpl::Attribution(grpc::CallbackServerContext* ctx,
+                                                          const v1::AttributionRequest* request,
+                                                          v1::AttributionResponse* response) {
+  const Identity* identity;
+  absl::Status s = Authenticate(ctx, &identity);
+  ReportFormat format = ReportFormat::kText;
+  if (s.ok()) s = FromProto(request->format(), &format);
+  if (s.ok()) {
+    StreamCaller caller;
+    if (identity != nullptr) caller = {&identity->entitlement, identity->name};
+    // The epoch a stream of this selection and mixture would draw.
+    v1::StreamRequest stream;
+    *stream.mutable_selection() = request->selection();
+    *stream.mutable_mixture() = request->mixture();
+    StreamSetup setup;
+    s = SetUpStream(stream, *dataset_, options_.limits, caller, options_.token_key, &setup);
+    if (s.ok()) {
+      absl::StatusOr<AttributionReport> report = BuildAttribution(*dataset_, setup.plan->order());
+      s = report.status();
+      if (s.ok()) {
+        report->removed_by_policy = setup.removed_by_policy;
+        ToProto(*report, format, response);
+      }
+    }
+  }
+  return FinishUnary(ctx, s);
+}
+
 // A GetInstances call: its response's bytes count against the server's
 // budget from before they are built until gRPC is done with them.
 class GetReactor final : public grpc::ServerUnaryReactor {
@@ -403,6 +431,17 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::GetInstances(grpc::CallbackServerC
         M3SERVE_RETURN_IF_ERROR(dataset_->CheckTaskAllowed(task, entitlement, identity ? identity->name : "",
                                                            absl::StrCat("ids[", i, "]")));
         if (const storage::TaskInfo* t = dataset_->Task(task)) licenses.insert(t->license);
+      }
+      if (get.selection) {
+        M3SERVE_ASSIGN_OR_RETURN(ResolvedSelection sel, dataset_->Resolve(*get.selection, entitlement,
+                                                                          identity ? identity->name : ""));
+        for (size_t i = 0; i < get.keys.size(); ++i) {
+          if (std::string why = sel.WhyNot(get.keys[i].first, get.keys[i].second); !why.empty()) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "ids[", i, "]: instance ", request->ids(static_cast<int>(i)), " is not in the request's selection: ",
+                why));
+          }
+        }
       }
       // Reserved before the work, corrected to the response's size once built.
       reactor->Hold(static_cast<int64_t>(std::min<uint64_t>(

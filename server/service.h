@@ -58,6 +58,8 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
                                          v1::GetInstancesResponse* response) override;
   grpc::ServerUnaryReactor* Plan(grpc::CallbackServerContext* ctx, const v1::StreamRequest* request,
                                  v1::PlanResponse* response) override;
+  grpc::ServerUnaryReactor* Attribution(grpc::CallbackServerContext* ctx, const v1::AttributionRequest* request,
+                                        v1::AttributionResponse* response) override;
 
   int active_streams() const { return active_streams_.load(); }
   // Refuse new streams with UNAVAILABLE (clients fail over to another

@@ -20,8 +20,7 @@ const std::string kVersion = "00112233445566778899aabbccddeeff";
 std::shared_ptr<const ResolvedSelection> Selection(std::vector<uint64_t> sizes) {
   auto s = std::make_shared<ResolvedSelection>();
   for (size_t i = 0; i < sizes.size(); ++i) {
-    s->groups.push_back({"task" + std::to_string(i), "train", "en"});
-    s->prefix.push_back(s->prefix.back() + sizes[i]);
+    s->Add({"task" + std::to_string(i), "train", "en"}, sizes[i]);
   }
   s->digest = ContentHash(std::to_string(sizes.size()) + "/" + std::to_string(s->total()));
   return s;

@@ -252,4 +252,56 @@ absl::Status DecodeFileProgress(absl::string_view value, FileProgress* p) {
   return r.Done();
 }
 
+std::string EncodeImageRefs(const ImageRefs& g) {
+  Writer w(8 + g.offsets.size() + 3 * g.refs.size());
+  w.Varint(g.instances());
+  for (uint64_t o = 0; o < g.instances(); ++o) {
+    w.Varint(g.offsets[o + 1] - g.offsets[o]);
+    for (uint32_t i = g.offsets[o]; i < g.offsets[o + 1]; ++i) w.Varint(g.refs[i]);
+  }
+  return w.Take();
+}
+
+absl::Status DecodeImageRefs(absl::string_view value, uint32_t images, ImageRefs* g) {
+  Reader r(value, "image index group");
+  uint64_t n = 0;
+  bool ok = r.Start() && r.Varint(&n) && r.Check(n <= value.size(), "instance count");
+  g->offsets.assign(1, 0);
+  g->refs.clear();
+  if (!ok) return r.Done();
+  g->offsets.reserve(n + 1);
+  for (uint64_t o = 0; ok && o < n; ++o) {
+    uint64_t k = 0;
+    ok = r.Varint(&k) && r.Check(k <= value.size(), "image count");
+    for (uint64_t i = 0; ok && i < k; ++i) {
+      uint64_t id = 0;
+      ok = r.Varint(&id) && r.Check(id < images, "image number out of range");
+      if (ok) g->refs.push_back(static_cast<uint32_t>(id));
+    }
+    g->offsets.push_back(static_cast<uint32_t>(g->refs.size()));
+  }
+  return r.Done();
+}
+
+std::string EncodeImageIndexHeader(const ImageIndex& index) {
+  Writer w;
+  w.Raw(index.basis.Raw());
+  w.Varint(index.images);
+  w.Varint(index.groups.size());
+  return w.Take();
+}
+
+absl::Status DecodeImageIndexHeader(absl::string_view value, ImageIndex* index, uint64_t* groups) {
+  Reader r(value, "image index header");
+  absl::string_view raw;
+  uint64_t images = 0;
+  bool ok = r.Start() && r.Raw(16, &raw) && r.Varint(&images) && r.Check(images <= UINT32_MAX, "image count") &&
+            r.Varint(groups);
+  if (ok) {
+    index->basis = *Hash128::FromRaw(raw);
+    index->images = static_cast<uint32_t>(images);
+  }
+  return r.Done();
+}
+
 }  // namespace m3serve::storage

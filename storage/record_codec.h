@@ -32,6 +32,13 @@ absl::Status DecodeStringList(absl::string_view value, std::vector<std::string>*
 std::string EncodeFileProgress(const FileProgress& p);
 absl::Status DecodeFileProgress(absl::string_view value, FileProgress* p);
 
+// One group of the image index; image numbers must be below `images`.
+std::string EncodeImageRefs(const ImageRefs& refs);
+absl::Status DecodeImageRefs(absl::string_view value, uint32_t images, ImageRefs* refs);
+// The index header: basis fingerprint, image count and group count.
+std::string EncodeImageIndexHeader(const ImageIndex& index);
+absl::Status DecodeImageIndexHeader(absl::string_view value, ImageIndex* index, uint64_t* groups);
+
 }  // namespace m3serve::storage
 
 #endif  // M3SERVE_STORAGE_RECORD_CODEC_H_

@@ -46,6 +46,11 @@ constexpr char kSchemaKey[] = "m3serve.schema";
 constexpr char kSchemaVersion[] = "1";
 // Present while images may be left without any instance referring to them.
 constexpr char kImageSweepKey[] = "m3serve.image_sweep_pending";
+// The image index: a header and one record per group, all under one prefix.
+constexpr char kImageIndexPrefix[] = "m3serve.image_index.";
+constexpr char kImageIndexEnd[] = "m3serve.image_index/";  // '/' follows '.'
+constexpr char kImageIndexHeaderKey[] = "m3serve.image_index.0";
+constexpr char kImageIndexGroupPrefix[] = "m3serve.image_index.g.";
 constexpr char kIngestStatePrefix[] = "m3serve.ingest.";
 
 rocksdb::Slice ToSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
@@ -273,6 +278,12 @@ void StoreWriteBatch::MarkImageSweepPending(bool pending) {
 
 void StoreWriteBatch::PutIngestState(absl::string_view name, absl::string_view value) {
   rep_->Put(kDefaultCf, absl::StrCat(kIngestStatePrefix, name), value);
+}
+
+void StoreWriteBatch::DeleteImageIndex() {
+  rocksdb::Status s =
+      rep_->batch.DeleteRange(SchemaCf(kDefaultCf), ToSlice(kImageIndexPrefix), ToSlice(kImageIndexEnd));
+  if (rep_->status.ok() && !s.ok()) rep_->status = s;
 }
 
 void StoreWriteBatch::Reserve(size_t bytes) {
@@ -610,6 +621,55 @@ absl::StatusOr<uint64_t> Store::SweepUnreferencedImages() {
   batch.MarkImageSweepPending(false);
   M3SERVE_RETURN_IF_ERROR(Write(&batch));
   return deleted;
+}
+
+absl::Status Store::WriteImageIndex(const ImageIndex& index) {
+  StoreWriteBatch batch;
+  batch.DeleteImageIndex();
+  batch.rep_->Put(kDefaultCf, kImageIndexHeaderKey, EncodeImageIndexHeader(index));
+  for (const auto& [group, refs] : index.groups) {
+    batch.rep_->Put(kDefaultCf, absl::StrCat(kImageIndexGroupPrefix, GroupPrefix(group)), EncodeImageRefs(refs));
+  }
+  return Write(&batch);
+}
+
+absl::StatusOr<std::optional<std::pair<ImageIndex, uint64_t>>> Store::ReadImageIndexHeader() const {
+  std::string header;
+  absl::Status s = impl_->Get(kDefaultCf, kImageIndexHeaderKey, &header, "image index");
+  if (absl::IsNotFound(s)) return std::nullopt;
+  M3SERVE_RETURN_IF_ERROR(s);
+  std::pair<ImageIndex, uint64_t> out;
+  M3SERVE_RETURN_IF_ERROR(DecodeImageIndexHeader(header, &out.first, &out.second));
+  return out;
+}
+
+absl::StatusOr<std::optional<Hash128>> Store::ImageIndexBasis() const {
+  M3SERVE_ASSIGN_OR_RETURN(auto header, ReadImageIndexHeader());
+  if (!header) return std::optional<Hash128>();
+  return std::optional<Hash128>(header->first.basis);
+}
+
+absl::StatusOr<std::optional<ImageIndex>> Store::ReadImageIndex() const {
+  M3SERVE_ASSIGN_OR_RETURN(auto header, ReadImageIndexHeader());
+  if (!header) return std::optional<ImageIndex>();
+  ImageIndex index = std::move(header->first);
+  const uint64_t groups = header->second;
+  const size_t prefix = std::strlen(kImageIndexGroupPrefix);
+  M3SERVE_RETURN_IF_ERROR(impl_->Iterate(
+      kDefaultCf, kImageIndexGroupPrefix, kImageIndexEnd,
+      [&](absl::string_view key, absl::string_view value, bool*) -> absl::Status {
+        GroupKey g;
+        uint64_t unused;
+        std::string k(key.substr(prefix));
+        k.append(8, '\0');
+        M3SERVE_RETURN_IF_ERROR(ParseInstanceKey(k, &g, &unused));
+        return DecodeImageRefs(value, index.images, &index.groups[std::move(g)]);
+      }));
+  if (index.groups.size() != groups) {
+    return absl::DataLossError(absl::StrCat("image index: ", index.groups.size(), " group records where its header says ",
+                                            groups));
+  }
+  return std::optional<ImageIndex>(std::move(index));
 }
 
 absl::StatusOr<Catalog> Store::ReadCatalog() const {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -70,6 +71,10 @@ class StoreWriteBatch {
   // Small named values the ingest keeps with the data it commits (e.g. the
   // committed length of a rejects file). Not part of the content digest.
   void PutIngestState(absl::string_view name, absl::string_view value);
+  // Remove the image index (Store::ReadImageIndex is then nullopt): written
+  // before a run changes instances, so a run that stops half-way never leaves
+  // an index of other data behind.
+  void DeleteImageIndex();
 
   // Pre-allocate room for `bytes` of operations (avoids regrowing the buffer
   // of a large batch). Only effective on an empty batch.
@@ -143,6 +148,16 @@ class Store {
   // not run concurrently with other writers of instances.
   absl::StatusOr<uint64_t> SweepUnreferencedImages();
 
+  // Replace the image index with `index`, in one atomic write.
+  absl::Status WriteImageIndex(const ImageIndex& index);
+  // The image index; nullopt when the store has none (never built, or removed
+  // by a run that changed instances). DataLoss when its records are corrupt
+  // or incomplete. Whether it describes the current data is the caller's
+  // check (ImageIndex::basis against Catalog::fingerprint).
+  absl::StatusOr<std::optional<ImageIndex>> ReadImageIndex() const;
+  // The basis of the image index (its header only); nullopt when none.
+  absl::StatusOr<std::optional<Hash128>> ImageIndexBasis() const;
+
   // The whole catalog: tasks, counts, pools, unique image count, fingerprint.
   absl::StatusOr<Catalog> ReadCatalog() const;
 
@@ -163,6 +178,8 @@ class Store {
  private:
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
+  // The image index's header: the index without groups, and its group count.
+  absl::StatusOr<std::optional<std::pair<ImageIndex, uint64_t>>> ReadImageIndexHeader() const;
   std::unique_ptr<Impl> impl_;
 };
 

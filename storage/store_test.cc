@@ -9,6 +9,8 @@
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "storage/image_index.h"
+#include "storage/record_codec.h"
 #include "storage/verify.h"
 
 namespace m3serve::storage {
@@ -280,6 +282,62 @@ TEST_F(StoreTest, ProgressWithContentIdentityAndIngestStateRoundTrip) {
   EXPECT_EQ(**store->GetProgress("src"), p);
   EXPECT_EQ(**store->GetIngestState("rejects_length|/x"), "42");
   EXPECT_FALSE(store->GetIngestState("other")->has_value());
+}
+
+TEST_F(StoreTest, ImageIndexRoundTripsAndGoesWithDeleteImageIndex) {
+  auto store = OpenRw();
+  Populate(store.get());
+  EXPECT_FALSE(store->ImageIndexBasis()->has_value());
+  EXPECT_FALSE(store->ReadImageIndex()->has_value());
+  auto catalog = store->ReadCatalog();
+  ASSERT_THAT(catalog, IsOk());
+  auto index = BuildImageIndex([&](const auto& fn) { return store->ForEachInstance(fn); }, catalog->fingerprint);
+  ASSERT_THAT(index, IsOk());
+  // Two images, numbered by first use; the validation instance uses both.
+  EXPECT_EQ(index->images, 2u);
+  const ImageRefs& train = index->groups.at({"coco", "train", "en"});
+  EXPECT_EQ(train.offsets, (std::vector<uint32_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(train.refs, (std::vector<uint32_t>{0, 1, 0, 1, 0}));
+  EXPECT_EQ(index->groups.at({"coco", "validation", "en"}).refs, (std::vector<uint32_t>{0, 1}));
+  ASSERT_THAT(store->WriteImageIndex(*index), IsOk());
+  EXPECT_EQ(*store->ImageIndexBasis(), catalog->fingerprint);
+  auto read = store->ReadImageIndex();
+  ASSERT_THAT(read, IsOk());
+  ASSERT_TRUE(read->has_value());
+  EXPECT_EQ(**read, *index);
+  // The index is not part of the catalog (the dataset version stays).
+  EXPECT_EQ(store->ReadCatalog()->fingerprint, catalog->fingerprint);
+
+  StoreWriteBatch b;
+  b.DeleteImageIndex();
+  ASSERT_THAT(store->Write(&b), IsOk());
+  EXPECT_FALSE(store->ImageIndexBasis()->has_value());
+  EXPECT_FALSE(store->ReadImageIndex()->has_value());
+}
+
+TEST_F(StoreTest, ImageIndexNeedsDenseOrdinalsAndRefusesCorruptRecords) {
+  auto store = OpenRw();
+  Populate(store.get());
+  StoreWriteBatch b;
+  Instance gap;
+  gap.group = {"coco", "train", "en"};
+  gap.ordinal = 9;
+  b.PutInstance(gap);
+  ASSERT_THAT(store->Write(&b), IsOk());
+  EXPECT_THAT(BuildImageIndex([&](const auto& fn) { return store->ForEachInstance(fn); }, Hash128{}),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("ordinal 9 where 5 was expected")));
+
+  ImageRefs refs;
+  refs.offsets = {0, 1};
+  refs.refs = {3};
+  ImageRefs out;
+  EXPECT_THAT(DecodeImageRefs(EncodeImageRefs(refs), 4, &out), IsOk());
+  EXPECT_EQ(out, refs);
+  EXPECT_THAT(DecodeImageRefs(EncodeImageRefs(refs), 3, &out),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("image number out of range")));
+  std::string cut = EncodeImageRefs(refs);
+  cut.pop_back();
+  EXPECT_THAT(DecodeImageRefs(cut, 4, &out), StatusIs(absl::StatusCode::kDataLoss));
 }
 
 }  // namespace

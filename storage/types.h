@@ -103,6 +103,26 @@ struct Catalog {
   uint64_t TotalInstances() const;
 };
 
+// The image-reference index: which images each instance uses, as dense image
+// numbers (0..images-1, one per distinct content hash). Built from the
+// instances at the end of an ingest and kept in the store, so serving can ask
+// "which instances share an image with these groups" without reading an
+// instance record. Valid only for the catalog fingerprint `basis`.
+struct ImageRefs {
+  // Instance ordinal o uses refs[offsets[o] .. offsets[o+1]).
+  std::vector<uint32_t> offsets{0};  // size instances + 1
+  std::vector<uint32_t> refs;
+
+  uint64_t instances() const { return offsets.size() - 1; }
+  bool operator==(const ImageRefs&) const = default;
+};
+struct ImageIndex {
+  Hash128 basis;        // Catalog::fingerprint of the store it describes
+  uint32_t images = 0;  // distinct images
+  std::map<GroupKey, ImageRefs> groups;
+  bool operator==(const ImageIndex&) const = default;
+};
+
 // Ingest progress of one source file, committed atomically with its rows.
 struct FileProgress {
   std::string fingerprint;  // content identity of the whole file, set once complete

@@ -1,10 +1,12 @@
 #include "storage/verify.h"
 
 #include <map>
+#include <optional>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "storage/image_index.h"
 #include "storage/key_codec.h"
 #include "storage/record_codec.h"
 
@@ -113,6 +115,20 @@ absl::StatusOr<VerifyReport> VerifyStore(const Store& store, size_t max_problems
     }
     return true;
   }));
+  M3SERVE_ASSIGN_OR_RETURN(std::optional<ImageIndex> index, store.ReadImageIndex());
+  if (index) {
+    r.image_index = VerifyReport::ImageIndexState::kCurrent;
+    absl::StatusOr<ImageIndex> fresh =
+        BuildImageIndex([&](const auto& fn) { return store.ForEachInstance(fn); }, catalog.fingerprint);
+    if (index->basis != catalog.fingerprint) {
+      r.image_index = VerifyReport::ImageIndexState::kStale;
+      problem("the image index describes other data (an ingest stopped before it was rebuilt): run the ingest "
+              "again");
+    } else if (fresh.ok() && !(*fresh == *index)) {
+      r.image_index = VerifyReport::ImageIndexState::kStale;
+      problem("the image index differs from the images the instances use: run the ingest again");
+    }
+  }
   digest.AddRecord(catalog.fingerprint.Raw());
   r.digest = digest.Finish();
   return r;

@@ -28,6 +28,11 @@ struct VerifyReport {
   // stores with equal digests hold the same data; progress records are not
   // part of it.
   Hash128 digest;
+  // The image index (the evaluation guard and attribution read it): absent
+  // (not a problem: the next ingest builds it, serving refuses those two
+  // requests until then), current, or stale / different from the instances
+  // (a problem).
+  enum class ImageIndexState { kAbsent, kCurrent, kStale } image_index = ImageIndexState::kAbsent;
 
   bool ok() const { return problem_count == 0; }
 };
@@ -35,7 +40,8 @@ struct VerifyReport {
 // Check that every instance's image references exist, that ordinals are dense
 // and match the catalog counts, that every image is referenced (no orphans),
 // that each image's bytes hash to its key and match its metadata, and that the
-// unique image count is right. Reads every record, including all image bytes.
+// unique image count is right, and that the image index, if any, is the one
+// the instances give. Reads every record, including all image bytes.
 // Returns an error only when the store cannot be read; problems found go into
 // the report.
 absl::StatusOr<VerifyReport> VerifyStore(const Store& store, size_t max_problems = 100);

@@ -39,8 +39,12 @@ std::string Digest(const std::string& db) {
   CommandResult r = RunCommand({Admin(), "verify", "--db", db, "--json"});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   simdjson::dom::parser p;
-  std::string_view d;
-  EXPECT_FALSE(ParseJson(p, r.out)["digest"].get_string().get(d));
+  std::string_view d, index;
+  simdjson::dom::element report = ParseJson(p, r.out);
+  EXPECT_FALSE(report["digest"].get_string().get(d));
+  // Every finished ingest leaves the image index of its data.
+  EXPECT_FALSE(report["image_index"].get_string().get(index));
+  EXPECT_EQ(index, "current") << db;
   return std::string(d);
 }
 

@@ -140,6 +140,81 @@ TEST_F(ServeTest, CatalogAndCountMatchTheStore) {
   EXPECT_EQ(count->groups_size(), 4);
 }
 
+// The evaluation-leakage guard on the ingested sample (COCO-style images
+// shared across tasks and splits), against a brute force over the store's
+// instances: Count, shuffled and sharded streams, GetInstances and the
+// attribution report all agree with it.
+TEST_F(ServeTest, EvalGuardLeavesOutExactlyTheInstancesSharingAnEvaluationImage) {
+  auto store = storage::Store::Open({.path = Db(), .read_only = true});
+  ASSERT_TRUE(store.ok());
+  for (const std::vector<std::string>& eval_splits :
+       {std::vector<std::string>{}, std::vector<std::string>{"test"}}) {
+    std::set<std::string> splits(eval_splits.begin(), eval_splits.end());
+    if (splits.empty()) splits = {"validation", "test"};
+    std::set<Hash128> eval_images;
+    ASSERT_TRUE((*store)->ForEachInstance([&](storage::Instance&& x) {
+      if (splits.count(x.group.split)) eval_images.insert(x.images.begin(), x.images.end());
+      return true;
+    }).ok());
+    std::set<std::string> kept, left_out;
+    std::map<std::string, uint64_t> losses;
+    ASSERT_TRUE((*store)->ForEachInstance([&](storage::Instance&& x) {
+      if (x.group.split != "train") return true;  // the selection: training splits
+      bool shared = false;
+      for (const auto& h : x.images) shared = shared || eval_images.count(h);
+      (shared ? left_out : kept).insert(x.Id());
+      if (shared) ++losses[x.group.task];
+      return true;
+    }).ok());
+    ASSERT_GT(left_out.size(), 0u) << "the sample shares no image between splits";
+
+    auto c = Client();
+    v1::Selection sel;
+    sel.add_splits("train");
+    sel.set_exclude_eval_images(true);
+    for (const auto& s : eval_splits) sel.add_eval_splits(s);
+    auto count = c->Count(sel);
+    ASSERT_TRUE(count.ok()) << count.status();
+    EXPECT_EQ(count->total(), kept.size());
+    EXPECT_EQ(count->eval_excluded(), left_out.size());
+    std::map<std::string, uint64_t> got_losses;
+    for (const auto& t : count->eval_excluded_by_task()) got_losses[t.task()] = t.instances();
+    EXPECT_EQ(got_losses, losses);
+
+    std::multiset<std::string> streamed;
+    for (uint32_t i = 0; i < 3; ++i) {
+      v1::StreamRequest r = Request(i, 3, true, 23);
+      *r.mutable_selection() = sel;
+      Drained d = Drain(*c, r);
+      ASSERT_TRUE(d.status.ok()) << d.status;
+      streamed.insert(d.ids.begin(), d.ids.end());
+    }
+    EXPECT_EQ(streamed, std::multiset<std::string>(kept.begin(), kept.end()));
+
+    v1::GetInstancesRequest get;
+    *get.mutable_selection() = sel;
+    get.mutable_images()->set_mode(v1::IMAGE_MODE_NONE);
+    get.add_ids(*kept.begin());
+    EXPECT_TRUE(c->GetInstances(get).ok());
+    get.add_ids(*left_out.begin());
+    auto refused = c->GetInstances(get);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(refused.status().message(), HasSubstr("ids[1]: instance " + *left_out.begin()));
+    EXPECT_THAT(refused.status().message(), HasSubstr("shares an image with the evaluation set"));
+
+    v1::AttributionRequest attribution;
+    *attribution.mutable_selection() = sel;
+    attribution.set_format(v1::REPORT_FORMAT_MARKDOWN);
+    auto report = c->Attribution(attribution);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_EQ(report->instances(), count->total());
+    uint64_t sum = 0;
+    for (const auto& s : report->sources()) sum += s.instances();
+    EXPECT_EQ(sum, count->total());
+    EXPECT_THAT(report->report(), HasSubstr("| Source dataset |"));
+  }
+}
+
 TEST_F(ServeTest, ShardsAreDisjointAndComplete) {
   auto c = Client();
   const uint64_t total = Total();
