@@ -12,8 +12,8 @@ The PyTorch dataset lives in ``m3serve.torch`` (imported separately, so the
 client does not need torch).
 """
 
-from m3serve.client import (Batch, Client, Image, Instance, M3ServeError, Plan, PlanComponent, Schedule,
-                            tls_credentials)
+from m3serve.client import (Attribution, Batch, Client, Image, Instance, M3ServeError, Plan, PlanComponent,
+                            Schedule, SourceAttribution, tls_credentials)
 
-__all__ = ["Batch", "Client", "Image", "Instance", "M3ServeError", "Plan", "PlanComponent", "Schedule",
-           "tls_credentials"]
+__all__ = ["Attribution", "Batch", "Client", "Image", "Instance", "M3ServeError", "Plan", "PlanComponent",
+           "Schedule", "SourceAttribution", "tls_credentials"]

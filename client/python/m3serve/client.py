@@ -34,6 +34,7 @@ _IMAGE_MODES = {"encoded": pb.IMAGE_MODE_ENCODED, "decoded": pb.IMAGE_MODE_DECOD
 _RESIZE = {"fit": pb.RESIZE_MODE_FIT, "fill": pb.RESIZE_MODE_FILL, "stretch": pb.RESIZE_MODE_STRETCH}
 _MODALITY = {None: pb.MODALITY_UNSPECIFIED, "image": pb.MODALITY_IMAGE, "video": pb.MODALITY_VIDEO}
 _HELD_OUT = {None: pb.HELD_OUT_UNSPECIFIED, "exclude": pb.HELD_OUT_EXCLUDE, "only": pb.HELD_OUT_ONLY}
+_REPORT_FORMATS = {"text": pb.REPORT_FORMAT_TEXT, "json": pb.REPORT_FORMAT_JSON, "markdown": pb.REPORT_FORMAT_MARKDOWN}
 
 
 class M3ServeError(Exception):
@@ -113,6 +114,33 @@ class Plan:
 
 
 @dataclass
+class SourceAttribution:
+    """One source dataset of an attribution report (Client.attribution())."""
+    source_dataset: str
+    tasks: List[str]
+    license: str          # SPDX id, e.g. "CC-BY-4.0", "LicenseRef-Custom"
+    license_text: str     # as the M3IT paper words it
+    commercial_use: str   # "yes" | "no" | "unknown"
+    instances: int        # of the selection
+    images: int           # distinct images of those instances
+    samples: int          # per epoch (a mixture's; otherwise = instances)
+
+
+@dataclass
+class Attribution:
+    """Who to credit and under which terms (Client.attribution()); `report`
+    is the rendering in the requested format (text, JSON or Markdown)."""
+    dataset_version: str
+    sources: List[SourceAttribution]
+    instances: int
+    images: int
+    samples: int
+    removed_by_policy: List[str]
+    eval_set: str         # the guard's evaluation set, "" without the guard
+    report: str
+
+
+@dataclass
 class Schedule:
     """A training job's view of the epoch: global step s takes samples
     [start_sample + s*W*B, start_sample + (s+1)*W*B); rank r takes the r-th B
@@ -168,12 +196,18 @@ def selection(tasks: Optional[Sequence[str]] = None, categories: Optional[Sequen
               splits: Optional[Sequence[str]] = None, languages: Optional[Sequence[str]] = None,
               licenses: Optional[Sequence[str]] = None, commercial_use_only: bool = False,
               exclude_tasks: Optional[Sequence[str]] = None, modality: Optional[str] = None,
-              held_out: Optional[str] = None) -> pb.Selection:
+              held_out: Optional[str] = None, exclude_eval_images: bool = False,
+              eval_splits: Optional[Sequence[str]] = None,
+              eval_tasks: Optional[Sequence[str]] = None) -> pb.Selection:
     """Build a Selection message; empty or None fields mean no constraint.
 
     held_out: "exclude" leaves out the tasks the M3IT paper holds out for
     zero-shot evaluation, "only" selects just those, None selects them like
-    any other task."""
+    any other task.
+    exclude_eval_images: the evaluation-leakage guard. Leaves out every
+    instance that shares an image (by content hash) with an instance of the
+    evaluation set: eval_splits (default ["validation", "test"]) of eval_tasks
+    (default: every task), in every language."""
     if modality not in _MODALITY:
         raise ValueError(f"modality must be 'image', 'video' or None, got {modality!r}")
     if held_out not in _HELD_OUT:
@@ -182,7 +216,9 @@ def selection(tasks: Optional[Sequence[str]] = None, categories: Optional[Sequen
         tasks=list(tasks or []), categories=list(categories or []), splits=list(splits or []),
         languages=list(languages or []), licenses=list(licenses or []),
         commercial_use_only=commercial_use_only, exclude_tasks=list(exclude_tasks or []),
-        modality=_MODALITY[modality], held_out=_HELD_OUT[held_out])
+        modality=_MODALITY[modality], held_out=_HELD_OUT[held_out],
+        exclude_eval_images=exclude_eval_images, eval_splits=list(eval_splits or []),
+        eval_tasks=list(eval_tasks or []))
 
 
 def _image_options(images: str, size: Optional[Tuple[int, int]], resize: str, max_images: int) -> pb.ImageOptions:
@@ -337,24 +373,59 @@ class Client:
     def count(self, **selection_kwargs) -> Dict[str, Any]:
         """How many instances a selection matches, in the shape of `m3serve-client count --json`.
         Keyword arguments: tasks, categories, splits, languages, licenses,
-        commercial_use_only, exclude_tasks, modality, held_out."""
+        commercial_use_only, exclude_tasks, modality, held_out,
+        exclude_eval_images, eval_splits, eval_tasks. With the guard, also
+        eval_set, eval_excluded and eval_excluded_by_task (instances each task
+        loses)."""
         r = self._unary("Count", pb.CountRequest(selection=selection(**selection_kwargs)))
-        return {
+        out = {
             "total": r.total,
             "groups": [{"task": g.task, "split": g.split, "lang": g.language, "instances": g.instances}
                        for g in r.groups],
             "removed_by_policy": list(r.removed_by_policy),
         }
+        if r.eval_set:
+            out["eval_set"] = r.eval_set
+            out["eval_excluded"] = r.eval_excluded
+            out["eval_excluded_by_task"] = {t.task: t.instances for t in r.eval_excluded_by_task}
+        return out
 
     def get(self, ids: Sequence[str], *, images: str = "encoded", size: Optional[Tuple[int, int]] = None,
             resize: str = "fit", max_images: int = 0, resample_instructions: bool = False,
-            seed: int = 0, epoch: int = 0) -> List[Instance]:
-        """Instances by id ("task/split/lang/ordinal"), in request order."""
+            seed: int = 0, epoch: int = 0, **selection_kwargs) -> List[Instance]:
+        """Instances by id ("task/split/lang/ordinal"), in request order. With
+        selection keywords (e.g. exclude_eval_images=True), every id must be in
+        that selection: one outside it raises M3ServeError (FAILED_PRECONDITION)
+        naming the id and why."""
         req = pb.GetInstancesRequest(
             ids=list(ids), images=_image_options(images, size, resize, max_images),
             instructions=pb.INSTRUCTION_MODE_RESAMPLE if resample_instructions else pb.INSTRUCTION_MODE_AS_INGESTED,
             seed=seed, epoch=epoch)
+        if selection_kwargs:
+            req.selection.CopyFrom(selection(**selection_kwargs))
         return [_instance(x) for x in self._unary("GetInstances", req).instances]
+
+    def attribution(self, *, format: str = "text",
+                    weights: Optional[Union[Dict[str, float], Sequence[Tuple[str, float]]]] = None,
+                    temperature: Optional[float] = None, epoch_size: Optional[int] = None,
+                    **selection_kwargs) -> Attribution:
+        """Per source dataset of a selection (or of a mixture's epoch, with
+        weights / temperature / epoch_size as in stream()): its tasks, SPDX
+        license and published wording, commercial use, instances, distinct
+        images and samples per epoch. format: "text" | "json" | "markdown"
+        (the rendering in Attribution.report, e.g. for a model card)."""
+        if format not in _REPORT_FORMATS:
+            raise ValueError(f"format must be one of {sorted(_REPORT_FORMATS)}, got {format!r}")
+        req = pb.AttributionRequest(selection=selection(**selection_kwargs),
+                                    mixture=_mixture(weights, temperature, epoch_size, False, 0),
+                                    format=_REPORT_FORMATS[format])
+        r = self._unary("Attribution", req)
+        return Attribution(
+            r.dataset_version,
+            [SourceAttribution(s.source_dataset, list(s.tasks), s.license, s.license_text,
+                               _COMMERCIAL.get(s.commercial_use, "unknown"), s.instances, s.images, s.samples)
+             for s in r.sources],
+            r.instances, r.images, r.samples, list(r.removed_by_policy), r.eval_set, r.report)
 
     def plan(self, **kwargs) -> Plan:
         """What stream(**kwargs) would serve: the plan fingerprint, the epoch's

@@ -56,7 +56,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _STATE_VERSION = 2
 _SELECTION_KEYS = ("tasks", "categories", "splits", "languages", "licenses", "commercial_use_only",
-                   "exclude_tasks", "modality", "held_out")
+                   "exclude_tasks", "modality", "held_out", "exclude_eval_images", "eval_splits", "eval_tasks")
 
 
 def _dist_info(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:
@@ -109,7 +109,8 @@ class M3ITDataset(tud.IterableDataset):
 
     targets: "host:port" or a list (replicas; streams fail over).
     Selection keywords: tasks, categories, splits, languages, licenses,
-    commercial_use_only, exclude_tasks, modality, held_out ("exclude" | "only").
+    commercial_use_only, exclude_tasks, modality, held_out ("exclude" | "only"),
+    exclude_eval_images (the evaluation-leakage guard), eval_splits, eval_tasks.
     Mixture: weights (dict key -> share; keys "task", "task:lang", "*"),
     temperature, epoch_size, stratified.
     shuffle / seed: server-side seeded shuffle (the epoch comes from set_epoch).

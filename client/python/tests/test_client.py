@@ -56,6 +56,76 @@ def test_held_out_tasks_are_excluded_or_selected_alone(server):
         client.count(held_out="yes")
 
 
+def test_eval_guard_leaves_out_exactly_the_instances_sharing_an_evaluation_image(server):
+    client = m3serve.Client(server.target)
+    # Brute force over the stream itself: every instance with its images' content hashes.
+    everything = [x for b in client.stream(images="encoded", batch_size=64) for x in b.instances]
+    eval_images = {i.content_hash for x in everything if x.split in ("validation", "test") for i in x.images}
+    kept = {x.id for x in everything if x.split == "train" and not {i.content_hash for i in x.images} & eval_images}
+    left_out = [x for x in everything if x.split == "train" and x.id not in kept]
+    assert kept and left_out  # the sample shares images across splits, as M3IT does
+
+    count = client.count(splits=["train"], exclude_eval_images=True)
+    assert count["total"] == len(kept)
+    assert count["eval_set"] == "test+validation of every task"
+    losses = {}
+    for x in left_out:
+        losses[x.task] = losses.get(x.task, 0) + 1
+    assert count["eval_excluded_by_task"] == losses and count["eval_excluded"] == len(left_out)
+    cli = json.loads(run(BIN / "m3serve-client", "count", "--target", server.target, "--splits", "train",
+                         "--exclude-eval-images", "--json").stdout)
+    assert cli == count
+
+    streamed = [x.id for shard in range(3)
+                for b in client.stream(splits=["train"], exclude_eval_images=True, shard=(shard, 3), shuffle=True,
+                                       seed=5, images="none") for x in b.instances]
+    assert sorted(streamed) == sorted(kept)
+
+    assert [x.id for x in client.get([min(kept)], images="none", exclude_eval_images=True)] == [min(kept)]
+    with pytest.raises(m3serve.M3ServeError) as e:
+        client.get([left_out[0].id], images="none", exclude_eval_images=True)
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert left_out[0].id in e.value.details and "shares an image with the evaluation set" in e.value.details
+
+    with pytest.raises(m3serve.M3ServeError) as e:
+        client.count(exclude_eval_images=True, eval_splits=["dev"])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "selection.eval_splits: unknown split 'dev' (known: test, train, validation)" in e.value.details
+    with pytest.raises(m3serve.M3ServeError) as e:
+        client.count(exclude_eval_images=True, eval_tasks=["no-such-task"])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "known: " in e.value.details
+
+
+def test_attribution_counts_equal_count_and_render_for_a_model_card(server):
+    client = m3serve.Client(server.target)
+    count = client.count(splits=["train"], exclude_eval_images=True)
+    a = client.attribution(splits=["train"], exclude_eval_images=True, format="markdown")
+    assert isinstance(a, m3serve.Attribution)
+    assert a.instances == count["total"] == sum(s.instances for s in a.sources) == a.samples
+    per_task = {}
+    for g in count["groups"]:
+        per_task[g["task"]] = per_task.get(g["task"], 0) + g["instances"]
+    for s in a.sources:
+        assert s.instances == sum(per_task[t] for t in s.tasks), s.source_dataset
+        assert 0 < s.images and s.commercial_use in ("yes", "no", "unknown")
+    assert a.eval_set == "test+validation of every task"
+    assert a.report.startswith("## Training data attribution")
+    assert "| Source dataset |" in a.report
+    as_json = json.loads(client.attribution(splits=["train"], exclude_eval_images=True, format="json").report)
+    assert as_json["instances"] == a.instances
+    assert [s["source_dataset"] for s in as_json["sources"]] == [s.source_dataset for s in a.sources]
+    # A mixture's samples per source are its components' samples.
+    mixed = client.attribution(weights={"coco": 2, "*": 1}, epoch_size=500)
+    plan = client.plan(weights={"coco": 2, "*": 1}, epoch_size=500)
+    coco = next(s for s in mixed.sources if "coco" in s.tasks)
+    assert coco.samples == next(c.samples for c in plan.components if c.key == "coco")
+    assert mixed.samples == 500
+    cli = run(BIN / "m3serve-client", "attribution", "--target", server.target, "--format", "text").stdout
+    assert cli.startswith("attribution of dataset version")
+    with pytest.raises(ValueError, match="format must be one of"):
+        client.attribution(format="pdf")
+
+
 def test_decoded_arrays_equal_the_cpp_clients_bytes(server, tmp_path):
     ids = ["coco/train/en/0", "gqa/validation/en/1", "vist/train/en/0"]
     run(BIN / "m3serve-client", "get", "--target", server.target, *ids, "--images", "decoded",

@@ -56,6 +56,15 @@ def test_two_ranks_two_workers_see_every_instance_once(server):
     assert len(set(seen)) == total
 
 
+def test_the_eval_guard_reaches_the_dataset(server):
+    client = m3serve.Client(server.target)
+    want = {x.id for b in client.stream(splits=["train"], exclude_eval_images=True, images="none")
+            for x in b.instances}
+    got = schedule(server.target, 0, splits=["train"], exclude_eval_images=True, shuffle=True, seed=3)
+    assert sorted(got) == sorted(want)
+    assert len(want) < client.count(splits=["train"])["total"]
+
+
 def test_rank_from_environment(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")
