@@ -14,9 +14,12 @@
 //       Read every image's bytes straight from the store in a tight loop.
 //   stream        --target T [--streams K] [--slow F] [--images decoded|encoded]
 //                 [--width W --height H] [--seconds S] [--tasks a,b --languages x,y]
+//                 [--splits s --exclude-eval-images]
 //       K concurrent client streams; a fraction F of them sleep 20 ms per batch,
 //       a fraction --stalled read one batch and then never read again.
 //       Aggregate images/s, MB/s, batch latency percentiles, time to first batch.
+//   first-batch   --target T [--n N] [stream selection and image flags]
+//       Time to the first batch of N fresh streams, one after another.
 //   random-access --target T [--n N]
 //       GetInstances latency for random ids.
 #include <fcntl.h>
@@ -318,20 +321,94 @@ double Jain(const std::vector<double>& x) {
   return x.empty() || sq == 0 ? 1.0 : sum * sum / (static_cast<double>(x.size()) * sq);
 }
 
+// What the stream commands ask for: a shuffled selection (its own seed per
+// stream, like independent training jobs), images as given.
+struct BenchSelection {
+  std::vector<std::string> tasks, languages, splits;
+  bool exclude_eval_images = false;
+  std::string images = "decoded";
+  int64_t width = 224, height = 224, batch = 32;
+
+  void Flags(FlagSet& f) {
+    f.String("images", &images, "decoded | encoded | none");
+    f.List("tasks", &tasks, "tasks");
+    f.List("languages", &languages, "languages");
+    f.List("splits", &splits, "splits");
+    f.Bool("exclude-eval-images", &exclude_eval_images, "the evaluation-leakage guard (default evaluation set)");
+    f.Int("width", &width, "width");
+    f.Int("height", &height, "height");
+    f.Int("batch-size", &batch, "batch size");
+  }
+  v1::StreamRequest Request(uint64_t seed) const {
+    v1::StreamRequest req;
+    for (const auto& t : tasks) req.mutable_selection()->add_tasks(t);
+    for (const auto& l : languages) req.mutable_selection()->add_languages(l);
+    for (const auto& x : splits) req.mutable_selection()->add_splits(x);
+    req.mutable_selection()->set_exclude_eval_images(exclude_eval_images);
+    req.set_order(v1::ORDER_SHUFFLED);
+    req.set_seed(seed);
+    req.set_batch_size(static_cast<uint32_t>(batch));
+    if (images == "decoded") {
+      req.mutable_images()->set_mode(v1::IMAGE_MODE_DECODED);
+      req.mutable_images()->set_width(static_cast<uint32_t>(width));
+      req.mutable_images()->set_height(static_cast<uint32_t>(height));
+      req.mutable_images()->set_resize(v1::RESIZE_MODE_FILL);
+    } else {
+      req.mutable_images()->set_mode(images == "none" ? v1::IMAGE_MODE_NONE : v1::IMAGE_MODE_ENCODED);
+    }
+    return req;
+  }
+};
+
+// Time to first batch over N fresh streams, one after another (seeds 1..N).
+int FirstBatch(int argc, char** argv) {
+  std::string target;
+  int64_t n = 20;
+  BenchSelection sel;
+  FlagSet f("m3serve-bench first-batch --target T", "time to first batch of fresh streams");
+  f.String("target", &target, "server");
+  f.Int("n", &n, "streams");
+  sel.Flags(f);
+  std::vector<std::string> args;
+  if (!f.Parse(argc, argv, 2, &args).ok() || target.empty() || n < 1) return Usage("first-batch: bad flags");
+  client::ClientOptions o;
+  o.targets = {target};
+  auto c = client::DatasetClient::Create(o);
+  if (!c.ok()) return Usage(c.status().ToString());
+  std::vector<double> ms;
+  uint64_t images = 0;
+  int errors = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto start = Clock::now();
+    auto stream = (*c)->Stream(sel.Request(static_cast<uint64_t>(i) + 1));
+    v1::InstanceBatch b;
+    auto more = stream->Next(&b);
+    if (!more.ok() || !*more) {
+      ++errors;
+      continue;
+    }
+    ms.push_back(Seconds(start, Clock::now()) * 1e3);
+    for (const auto& x : b.instances()) images += x.images_size();
+    stream->Cancel();
+  }
+  JsonWriter w;
+  w.BeginObject().Key("streams").Int(n).Key("first_batch_ms").Double(Percentile(ms, 0.5))
+      .Key("first_batch_p90_ms").Double(Percentile(ms, 0.9))
+      .Key("images_per_first_batch").Double(ms.empty() ? 0 : static_cast<double>(images) / ms.size())
+      .Key("errors").Int(errors).EndObject();
+  std::cout << w.str() << std::endl;
+  return errors ? 1 : 0;
+}
+
 int Stream(int argc, char** argv) {
-  std::string target, images = "decoded";
-  std::vector<std::string> tasks, languages;
-  int64_t streams = 1, width = 224, height = 224, batch = 32;
+  std::string target;
+  BenchSelection sel;
+  int64_t streams = 1;
   double seconds = 10, slow = 0;
   FlagSet f("m3serve-bench stream --target T", "concurrent streams");
   f.String("target", &target, "server");
-  f.String("images", &images, "decoded | encoded");
-  f.List("tasks", &tasks, "tasks");
-  f.List("languages", &languages, "languages");
+  sel.Flags(f);
   f.Int("streams", &streams, "concurrent streams");
-  f.Int("width", &width, "width");
-  f.Int("height", &height, "height");
-  f.Int("batch-size", &batch, "batch size");
   f.Double("seconds", &seconds, "duration (0: to the end of the shard)");
   f.Double("slow", &slow, "fraction of streams that sleep 20 ms per batch");
   double stalled = 0;
@@ -355,22 +432,10 @@ int Stream(int argc, char** argv) {
       const int n_stalled = static_cast<int>(stalled * streams + 0.5);
       const bool is_stalled = s < n_stalled;
       const bool is_slow = !is_stalled && s < n_stalled + static_cast<int>(slow * streams + 0.5);
-      v1::StreamRequest req;
-      for (const auto& t : tasks) req.mutable_selection()->add_tasks(t);
-      for (const auto& l : languages) req.mutable_selection()->add_languages(l);
       // Each stream its own shuffle of the whole selection, like independent
       // training jobs (shards of a small sample would restart every few batches).
-      req.set_order(v1::ORDER_SHUFFLED);
-      req.set_seed(static_cast<uint64_t>(s) + 1);
-      req.set_batch_size(static_cast<uint32_t>(batch));
-      if (images == "decoded") {
-        req.mutable_images()->set_mode(v1::IMAGE_MODE_DECODED);
-        req.mutable_images()->set_width(static_cast<uint32_t>(width));
-        req.mutable_images()->set_height(static_cast<uint32_t>(height));
-        req.mutable_images()->set_resize(v1::RESIZE_MODE_FILL);
-      } else {
-        req.mutable_images()->set_mode(v1::IMAGE_MODE_ENCODED);
-      }
+      const v1::StreamRequest req = sel.Request(static_cast<uint64_t>(s) + 1);
+      const int64_t batch = sel.batch;
       std::vector<double> lat, batch_intervals;
       uint64_t in_batch = 0, images_mine = 0;
       auto batch_start = Clock::now();
@@ -491,6 +556,7 @@ int main(int argc, char** argv) {
   if (cmd == "store-read") return StoreRead(argc, argv);
   if (cmd == "parse-limit") return ParseLimit(argc, argv);
   if (cmd == "stream") return Stream(argc, argv);
+  if (cmd == "first-batch") return FirstBatch(argc, argv);
   if (cmd == "random-access") return RandomAccess(argc, argv);
   std::fprintf(stderr, "usage: m3serve-bench decode-limit|parse-limit|store-read|stream|random-access [flags]\n");
   return 2;

@@ -142,6 +142,14 @@ TEST_F(SecurityTest, TokensAuthenticateEntitleAndLimit) {
     for (const auto& img : x.images()) images_a.insert(img.content_hash());
   }
   EXPECT_EQ(cat_a->unique_images(), images_a.size());
+  // Attribution is through the entitlement too: only its sources, its counts.
+  auto attribution = a->Attribution(v1::AttributionRequest());
+  ASSERT_TRUE(attribution.ok()) << attribution.status();
+  EXPECT_EQ(attribution->instances(), got.size());
+  EXPECT_EQ(attribution->images(), images_a.size());
+  for (const auto& src : attribution->sources()) EXPECT_EQ(src.license(), "CC-BY-4.0") << src.source_dataset();
+  EXPECT_EQ(Client(s.target())->Attribution(v1::AttributionRequest()).status().code(),
+            absl::StatusCode::kUnauthenticated);
   v1::StreamRequest coco = all;
   coco.mutable_selection()->add_tasks("coco");
   std::vector<v1::Instance> none;
