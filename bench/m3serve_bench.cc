@@ -327,9 +327,10 @@ struct BenchSelection {
   std::vector<std::string> tasks, languages, splits;
   bool exclude_eval_images = false;
   std::string images = "decoded";
-  int64_t width = 224, height = 224, batch = 32;
+  int64_t width = 224, height = 224, batch = 32, epoch_size = 0;
 
   void Flags(FlagSet& f) {
+    f.Int("epoch-size", &epoch_size, "samples per stream (the selection repeats; 0: its size)");
     f.String("images", &images, "decoded | encoded | none");
     f.List("tasks", &tasks, "tasks");
     f.List("languages", &languages, "languages");
@@ -345,6 +346,7 @@ struct BenchSelection {
     for (const auto& l : languages) req.mutable_selection()->add_languages(l);
     for (const auto& x : splits) req.mutable_selection()->add_splits(x);
     req.mutable_selection()->set_exclude_eval_images(exclude_eval_images);
+    if (epoch_size > 0) req.mutable_mixture()->set_epoch_size(static_cast<uint64_t>(epoch_size));
     req.set_order(v1::ORDER_SHUFFLED);
     req.set_seed(seed);
     req.set_batch_size(static_cast<uint32_t>(batch));

@@ -58,6 +58,9 @@ std::string Describe(const SelectionSpec& s) {
   if (s.modality) absl::StrAppend(&out, " modality=", storage::ModalityName(*s.modality));
   if (s.held_out == SelectionSpec::HeldOut::kExclude) absl::StrAppend(&out, " held_out=exclude");
   if (s.held_out == SelectionSpec::HeldOut::kOnly) absl::StrAppend(&out, " held_out=only");
+  if (s.exclude_eval_images) absl::StrAppend(&out, " exclude_eval_images");
+  add("eval_splits", s.eval_splits);
+  add("eval_tasks", s.eval_tasks);
   return out.empty() ? " (everything)" : out;
 }
 

@@ -191,6 +191,42 @@ TEST_F(ServeTest, EvalGuardLeavesOutExactlyTheInstancesSharingAnEvaluationImage)
     }
     EXPECT_EQ(streamed, std::multiset<std::string>(kept.begin(), kept.end()));
 
+    // Resume: a guarded stream cut after its first batch continues with its token
+    // and ends with exactly the kept instances.
+    v1::StreamRequest whole = Request(0, 1, true, 29);
+    *whole.mutable_selection() = sel;
+    Drained first = Drain(*c, whole, 1);
+    ASSERT_TRUE(first.status.ok()) << first.status;
+    v1::StreamRequest rest = whole;
+    {
+      auto stream = c->Stream(whole);
+      v1::InstanceBatch b;
+      ASSERT_TRUE(*stream->Next(&b));
+      rest.set_resume_token(b.resume_token());
+      stream->Cancel();
+    }
+    Drained second = Drain(*c, rest);
+    ASSERT_TRUE(second.status.ok()) << second.status;
+    std::multiset<std::string> resumed(first.ids.begin(), first.ids.end());
+    resumed.insert(second.ids.begin(), second.ids.end());
+    EXPECT_EQ(resumed, std::multiset<std::string>(kept.begin(), kept.end()));
+    // The token is tied to the guard: the unguarded selection refuses it.
+    v1::StreamRequest unguarded = rest;
+    unguarded.mutable_selection()->set_exclude_eval_images(false);
+    unguarded.mutable_selection()->clear_eval_splits();
+    EXPECT_EQ(Drain(*c, unguarded).status.code(), absl::StatusCode::kInvalidArgument);
+
+    // A temperature mixture over the guarded selection: each task's component
+    // holds the task's kept instances.
+    v1::StreamRequest mix = whole;
+    mix.mutable_mixture()->set_temperature(1);
+    auto plan = c->Plan(mix);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    std::map<std::string, uint64_t> kept_per_task, planned;
+    for (const auto& id : kept) ++kept_per_task[id.substr(0, id.find('/'))];
+    for (const auto& comp : plan->components()) planned[comp.key()] = comp.instances();
+    EXPECT_EQ(planned, kept_per_task);
+
     v1::GetInstancesRequest get;
     *get.mutable_selection() = sel;
     get.mutable_images()->set_mode(v1::IMAGE_MODE_NONE);
