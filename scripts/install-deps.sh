@@ -34,6 +34,8 @@ if [ "$PROFILE" = "all" ]; then
   PACKAGES+=(
     # python client, PyTorch dataset, their tests, manifest checks
     python3-grpcio python3-protobuf python3-numpy python3-pytest python3-yaml python3-torch
+    # the Python package: wheel built offline and installed into a fresh venv by the tests
+    python3-pip python3-setuptools python3-wheel python3-venv
     # benchmark peers (the Python / PIL pipeline a user writes today)
     python3-pil
     # the sanitizer job (scripts/sanitize.sh): clang with libFuzzer and the

@@ -12,8 +12,9 @@ The PyTorch dataset lives in ``m3serve.torch`` (imported separately, so the
 client does not need torch).
 """
 
+from m3serve._version import __version__
 from m3serve.client import (Attribution, Batch, Client, Image, Instance, M3ServeError, Plan, PlanComponent,
                             Schedule, SourceAttribution, tls_credentials)
 
-__all__ = ["Attribution", "Batch", "Client", "Image", "Instance", "M3ServeError", "Plan", "PlanComponent",
+__all__ = ["__version__", "Attribution", "Batch", "Client", "Image", "Instance", "M3ServeError", "Plan", "PlanComponent",
            "Schedule", "SourceAttribution", "tls_credentials"]

@@ -6,12 +6,19 @@ streams reconnect on UNAVAILABLE, connection loss or a full replica
 (RESOURCE_EXHAUSTED), with backoff, to the next target, continuing from the
 resume token of the last batch received, so every instance of the shard is
 delivered exactly once.
+
+Processes: gRPC does not survive fork(). A Client used in a forked child of
+the process that created it, or created in a child forked while its parent had
+channels open, raises M3ServeError(FAILED_PRECONDITION) naming the fixes,
+instead of failing later with UNAVAILABLE; with GRPC_ENABLE_FORK_SUPPORT=1 in
+the environment (before grpc is imported) a Client reconnects in the child.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +42,26 @@ _RESIZE = {"fit": pb.RESIZE_MODE_FIT, "fill": pb.RESIZE_MODE_FILL, "stretch": pb
 _MODALITY = {None: pb.MODALITY_UNSPECIFIED, "image": pb.MODALITY_IMAGE, "video": pb.MODALITY_VIDEO}
 _HELD_OUT = {None: pb.HELD_OUT_UNSPECIFIED, "exclude": pb.HELD_OUT_EXCLUDE, "only": pb.HELD_OUT_ONLY}
 _REPORT_FORMATS = {"text": pb.REPORT_FORMAT_TEXT, "json": pb.REPORT_FORMAT_JSON, "markdown": pb.REPORT_FORMAT_MARKDOWN}
+
+
+# gRPC's fork support: set by the user in the environment before grpc is
+# imported (it cannot be turned on later in the process).
+_FORK_SUPPORT = os.environ.get("GRPC_ENABLE_FORK_SUPPORT", "").strip().lower() in ("1", "true", "yes")
+# Channels open in this process, and which process that is: a fork inherits
+# the record, so a child knows that its parent had gRPC running.
+_live = {"pid": os.getpid(), "channels": 0}
+_live_lock = threading.Lock()
+
+
+def _fork_error(what: str, parent: int) -> "M3ServeError":
+    return M3ServeError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"m3serve: {what} in process {os.getpid()}, forked from process {parent} while it had gRPC channels "
+        "open; gRPC does not survive fork(). Fixes: start worker processes with 'forkserver' or 'spawn' "
+        "(multiprocessing.set_start_method, or DataLoader(multiprocessing_context='forkserver'); "
+        "m3serve.torch.M3ITDataLoader does this), close the parent's m3serve.Client before forking, or set "
+        "GRPC_ENABLE_FORK_SUPPORT=1 in the environment before Python starts (then a Client reconnects in "
+        "the child)")
 
 
 class M3ServeError(Exception):
@@ -299,7 +326,8 @@ class Client:
         self.max_attempts = max_attempts
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
-        options = [
+        self._credentials = credentials
+        self._options = [
             ("grpc.max_receive_message_length", max_receive_message_bytes),
             ("grpc.keepalive_time_ms", 10000),
             ("grpc.keepalive_timeout_ms", 5000),
@@ -307,18 +335,53 @@ class Client:
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2000),
         ]
-        self._channels = [
-            grpc.secure_channel(t, credentials, options) if credentials else grpc.insecure_channel(t, options)
-            for t in self.targets
-        ]
-        self._stubs = [pb_grpc.DatasetServiceStub(c) for c in self._channels]
         self._metadata = [("authorization", f"Bearer {token}")] if token else None
         self._next = itertools.count()
         self._lock = threading.Lock()
+        self._channels: List[grpc.Channel] = []
+        self._open("a Client is created")
+
+    def _open(self, what: str) -> None:
+        """Open this process's channels (after a fork: new ones)."""
+        with _live_lock:
+            me = os.getpid()
+            if _live["pid"] != me:
+                parent, had = _live["pid"], _live["channels"]
+                if had and not _FORK_SUPPORT:
+                    raise _fork_error(what, parent)
+                _live["pid"], _live["channels"] = me, 0
+            self._channels = [
+                grpc.secure_channel(t, self._credentials, self._options) if self._credentials
+                else grpc.insecure_channel(t, self._options)
+                for t in self.targets
+            ]
+            _live["channels"] += len(self._channels)
+            self._pid = me
+        self._stubs = [pb_grpc.DatasetServiceStub(c) for c in self._channels]
+
+    def _ensure_process(self) -> None:
+        """A Client made in another process (before a fork) reconnects when
+        gRPC's fork support is on, and otherwise says what to do."""
+        if self._pid == os.getpid():
+            return
+        if not _FORK_SUPPORT:
+            raise _fork_error(f"a Client created in process {self._pid} is used", self._pid)
+        self._open("a Client reconnects")
 
     def close(self) -> None:
-        for c in self._channels:
-            c.close()
+        if self._pid != os.getpid():
+            return  # the parent's channels: not this process's to close
+        with _live_lock:
+            for c in self._channels:
+                c.close()
+            _live["channels"] -= len(self._channels)
+            self._channels = []
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
 
     def __enter__(self) -> "Client":
         return self
@@ -331,6 +394,7 @@ class Client:
             return next(self._next)
 
     def _unary(self, method: str, request):
+        self._ensure_process()
         first = self._pick()
         last = None
         for i in range(len(self._stubs)):
@@ -488,6 +552,7 @@ class Client:
         cannot fix (the server's code and message) or after max_attempts.
         """
         request = self.stream_request(**kwargs)
+        self._ensure_process()
         return Stream(self, request)
 
     def _stream(self, request: pb.StreamRequest, handle: "Stream") -> Iterator[Batch]:
