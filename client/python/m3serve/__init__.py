@@ -2,7 +2,7 @@
 
     import m3serve
     client = m3serve.Client("127.0.0.1:50051")
-    print(client.count(tasks=["vqa-v2"], languages=["zh"]))
+    print(client.count(tasks=["vqa-v2"], languages=["zh"]).total)
     for batch in client.stream(tasks=["vqa-v2"], shard=(0, 4), shuffle=True, seed=17,
                                images="decoded", size=(224, 224)):
         for x in batch.instances:
@@ -13,8 +13,10 @@ client does not need torch).
 """
 
 from m3serve._version import __version__
-from m3serve.client import (Attribution, Batch, Client, Image, Instance, M3ServeError, Plan, PlanComponent,
-                            Schedule, SourceAttribution, tls_credentials)
+from m3serve.client import (Attribution, Batch, Catalog, Client, CountResult, GroupCount, Image, Instance,
+                            M3ServeError, Plan, PlanComponent, Schedule, SourceAttribution, TaskInfo,
+                            tls_credentials)
 
-__all__ = ["__version__", "Attribution", "Batch", "Client", "Image", "Instance", "M3ServeError", "Plan", "PlanComponent",
-           "Schedule", "SourceAttribution", "tls_credentials"]
+__all__ = ["__version__", "Attribution", "Batch", "Catalog", "Client", "CountResult", "GroupCount", "Image",
+           "Instance", "M3ServeError", "Plan", "PlanComponent", "Schedule", "SourceAttribution", "TaskInfo",
+           "tls_credentials"]

@@ -21,7 +21,8 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -50,7 +51,7 @@ _FORK_SUPPORT = os.environ.get("GRPC_ENABLE_FORK_SUPPORT", "").strip().lower() i
 # Channels open in this process, and which process that is: a fork inherits
 # the record, so a child knows that its parent had gRPC running.
 _live = {"pid": os.getpid(), "channels": 0}
-_live_lock = threading.Lock()
+_live_lock = threading.RLock()  # re-entrant: a Client.__del__ may run (GC) inside _open
 
 
 def _fork_error(what: str, parent: int) -> "M3ServeError":
@@ -140,6 +141,110 @@ class Plan:
     removed_by_policy: List[str] = field(default_factory=list)
 
 
+class _DictAccess:
+    """Results used to be dicts (the shape of the CLI's --json). For one release
+    they still answer r["key"], r.get(), `in`, keys() and compare equal to that
+    dict, with a DeprecationWarning; use the attributes (the proto's fields)."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The former dict (the shape of `m3serve-client ... --json`)."""
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        warnings.warn(f"{type(self).__name__}[{key!r}]: results are dataclasses now; dict access goes in the "
+                      "next release (use the attribute, or to_dict())", DeprecationWarning, stacklevel=2)
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.to_dict()
+
+    def keys(self):
+        return self.to_dict().keys()
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, dict):
+            return self.to_dict() == other
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self))
+
+
+@dataclass(eq=False)
+class GroupCount(_DictAccess):
+    """Instances of one (task, split, language) group."""
+    task: str
+    split: str
+    language: str
+    instances: int
+    eval_excluded: int = 0  # Count with the evaluation guard: instances it left out
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"task": self.task, "split": self.split, "lang": self.language, "instances": self.instances}
+
+
+@dataclass(eq=False)
+class CountResult(_DictAccess):
+    """Client.count(): the total and per group, after filters, policy and guard."""
+    total: int
+    groups: List[GroupCount]
+    removed_by_policy: List[str]
+    eval_set: str = ""            # the guard's evaluation set ("" without it)
+    eval_excluded: int = 0
+    eval_excluded_by_task: Dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = {"total": self.total, "groups": [g.to_dict() for g in self.groups],
+               "removed_by_policy": list(self.removed_by_policy)}
+        if self.eval_set:
+            out.update(eval_set=self.eval_set, eval_excluded=self.eval_excluded,
+                       eval_excluded_by_task=dict(self.eval_excluded_by_task))
+        return out
+
+
+@dataclass(eq=False)
+class TaskInfo(_DictAccess):
+    """One task of the catalog (an M3IT config)."""
+    name: str
+    category: str
+    source_dataset: str
+    license: str            # SPDX id
+    commercial_use: str     # "yes" | "no" | "unknown"
+    held_out: bool
+    modality: str           # "image" | "video"
+    instruction_count: int
+    default_language: str
+    instances: int
+    license_text: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "category": self.category, "source_dataset": self.source_dataset,
+                "license": self.license, "license_text": self.license_text,
+                "commercial_use": self.commercial_use, "held_out": self.held_out, "modality": self.modality,
+                "instructions": self.instruction_count, "instances": self.instances}
+
+
+@dataclass(eq=False)
+class Catalog(_DictAccess):
+    """Client.catalog(): what the server serves to this caller."""
+    tasks: List[TaskInfo]
+    languages: List[str]
+    splits: List[str]
+    counts: List[GroupCount]
+    dataset_version: str
+    removed_tasks: List[str]   # LicensePolicy.removed_tasks: tasks the server's policy removes
+    total_instances: int
+    unique_images: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"dataset_version": self.dataset_version, "total_instances": self.total_instances,
+                "unique_images": self.unique_images, "languages": list(self.languages),
+                "splits": list(self.splits), "tasks": [t.to_dict() for t in self.tasks],
+                "groups": [g.to_dict() for g in self.counts], "policy": {"removed_tasks": list(self.removed_tasks)}}
+
+
 @dataclass
 class SourceAttribution:
     """One source dataset of an attribution report (Client.attribution())."""
@@ -208,6 +313,10 @@ def _image(img: pb.Image) -> Image:
     else:
         out.data = img.data
     return out
+
+
+def _group(g: pb.GroupCount) -> GroupCount:
+    return GroupCount(g.task, g.split, g.language, g.instances, g.eval_excluded)
 
 
 def _instance(x: pb.Instance) -> Instance:
@@ -413,46 +522,32 @@ class Client:
         """The catalog as the raw protobuf message."""
         return self._unary("GetCatalog", pb.GetCatalogRequest())
 
-    def catalog(self) -> Dict[str, Any]:
-        """The catalog as a dict, in the shape of `m3serve-client catalog --json`."""
+    def catalog(self) -> Catalog:
+        """The catalog: tasks (license, commercial use, held-out, instances...),
+        languages, splits, per-group counts, dataset version. (Also answers
+        dict access in the shape of `m3serve-client catalog --json`, deprecated.)"""
         c = self.catalog_message()
-        return {
-            "dataset_version": c.dataset_version,
-            "total_instances": c.total_instances,
-            "unique_images": c.unique_images,
-            "languages": list(c.languages),
-            "splits": list(c.splits),
-            "tasks": [{
-                "name": t.name, "category": t.category, "source_dataset": t.source_dataset,
-                "license": t.license, "license_text": t.license_text,
-                "commercial_use": _COMMERCIAL.get(t.commercial_use, "unknown"),
-                "held_out": t.held_out, "modality": "video" if t.modality == pb.MODALITY_VIDEO else "image",
-                "instructions": t.instruction_count, "instances": t.instances,
-            } for t in c.tasks],
-            "groups": [{"task": g.task, "split": g.split, "lang": g.language, "instances": g.instances}
-                       for g in c.counts],
-            "policy": {"removed_tasks": list(c.policy.removed_tasks)},
-        }
+        return Catalog(
+            tasks=[TaskInfo(t.name, t.category, t.source_dataset, t.license,
+                            _COMMERCIAL.get(t.commercial_use, "unknown"), t.held_out,
+                            "video" if t.modality == pb.MODALITY_VIDEO else "image", t.instruction_count,
+                            t.default_language, t.instances, t.license_text) for t in c.tasks],
+            languages=list(c.languages), splits=list(c.splits),
+            counts=[_group(g) for g in c.counts], dataset_version=c.dataset_version,
+            removed_tasks=list(c.policy.removed_tasks), total_instances=c.total_instances,
+            unique_images=c.unique_images)
 
-    def count(self, **selection_kwargs) -> Dict[str, Any]:
-        """How many instances a selection matches, in the shape of `m3serve-client count --json`.
+    def count(self, **selection_kwargs) -> CountResult:
+        """How many instances a selection matches (also answers dict access in
+        the shape of `m3serve-client count --json`, deprecated).
         Keyword arguments: tasks, categories, splits, languages, licenses,
         commercial_use_only, exclude_tasks, modality, held_out,
         exclude_eval_images, eval_splits, eval_tasks. With the guard, also
         eval_set, eval_excluded and eval_excluded_by_task (instances each task
         loses)."""
         r = self._unary("Count", pb.CountRequest(selection=selection(**selection_kwargs)))
-        out = {
-            "total": r.total,
-            "groups": [{"task": g.task, "split": g.split, "lang": g.language, "instances": g.instances}
-                       for g in r.groups],
-            "removed_by_policy": list(r.removed_by_policy),
-        }
-        if r.eval_set:
-            out["eval_set"] = r.eval_set
-            out["eval_excluded"] = r.eval_excluded
-            out["eval_excluded_by_task"] = {t.task: t.instances for t in r.eval_excluded_by_task}
-        return out
+        return CountResult(r.total, [_group(g) for g in r.groups], list(r.removed_by_policy), r.eval_set,
+                           r.eval_excluded, {t.task: t.instances for t in r.eval_excluded_by_task})
 
     def get(self, ids: Sequence[str], *, images: str = "encoded", size: Optional[Tuple[int, int]] = None,
             resize: str = "fit", max_images: int = 0, resample_instructions: bool = False,

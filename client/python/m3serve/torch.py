@@ -514,8 +514,13 @@ class M3ITMapDataset(tud.Dataset):
         self.readahead = max(1, min(readahead, 1024))
         self.cache_size = max(cache, self.readahead)
         self.client_options = client_options or {}
+        self._selection = dict(selection)
+        # Under the evaluation guard a group's kept instances are not ordinals
+        # 0..n-1: items are then fetched by position in the selection (a
+        # sequential stream from that position), which the server maps.
+        self._by_position = bool(selection.get("exclude_eval_images"))
         with Client(targets, **self.client_options) as c:
-            groups = c.count(**selection)["groups"]
+            groups = [g.to_dict() for g in c.count(**selection).groups]
         self._groups = [(f"{g['task']}/{g['split']}/{g['lang']}", g["instances"]) for g in groups]
         self._prefix = [0]
         for _, n in self._groups:
@@ -533,9 +538,24 @@ class M3ITMapDataset(tud.Dataset):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} instances")
+        if self._by_position:
+            return self._fetch(index, index + 1)[0].id
         import bisect
         g = bisect.bisect_right(self._prefix, index) - 1
         return f"{self._groups[g][0]}/{index - self._prefix[g]}"
+
+    def _fetch(self, begin: int, end: int) -> List[Instance]:
+        """Instances at positions [begin, end) of the selection."""
+        if not self._by_position:
+            return self._conn().get([self.id(i) for i in range(begin, end)], **self.image_options)
+        out: List[Instance] = []
+        for batch in self._conn().stream(start_position=begin, limit=end - begin, batch_size=end - begin,
+                                         **self.image_options, **self._selection):
+            out.extend(batch.instances)
+        if len(out) != end - begin:
+            raise RuntimeError(f"positions {begin}..{end}: the server sent {len(out)} instances; the store "
+                               "changed under this dataset")
+        return out
 
     def _conn(self) -> Client:
         if self._client is None or self._pid != os.getpid():
@@ -551,7 +571,7 @@ class M3ITMapDataset(tud.Dataset):
             item = self._cache[index]
         else:
             end = min(len(self), index + self.readahead)
-            fetched = self._conn().get([self.id(i) for i in range(index, end)], **self.image_options)
+            fetched = self._fetch(index, end)
             for i, x in zip(range(index, end), fetched):
                 self._cache[i] = self._row(x)
             while len(self._cache) > self.cache_size:

@@ -20,12 +20,30 @@ def test_catalog_and_count_match_the_cpp_cli(server):
     assert cli_count["total"] > 0
 
 
+def test_results_are_typed_and_still_answer_dict_access_with_a_warning(server):
+    client = m3serve.Client(server.target)
+    cat = client.catalog()
+    assert isinstance(cat, m3serve.Catalog) and isinstance(cat.tasks[0], m3serve.TaskInfo)
+    assert cat.total_instances == sum(g.instances for g in cat.counts) > 0
+    vqa = next(t for t in cat.tasks if t.name == "vqa-v2")
+    assert (vqa.license, vqa.license_text, vqa.default_language) == ("CC-BY-4.0", "CC-BY 4.0", "en")
+    count = client.count(tasks=["vqa-v2"])
+    assert isinstance(count, m3serve.CountResult) and isinstance(count.groups[0], m3serve.GroupCount)
+    assert count.total == vqa.instances == sum(g.instances for g in count.groups)
+    with pytest.warns(DeprecationWarning, match="dict access goes in the next release"):
+        assert count["total"] == count.total
+    with pytest.warns(DeprecationWarning):
+        assert cat["groups"][0]["lang"] == cat.counts[0].language
+    assert "total" in count and count.get("nothing", 5) == 5
+    assert count == count.to_dict() and count == client.count(tasks=["vqa-v2"])
+
+
 def test_licenses_are_spdx_ids_and_every_spelling_selects_the_same(server):
     client = m3serve.Client(server.target)
-    vqa = next(t for t in client.catalog()["tasks"] if t["name"] == "vqa-v2")
-    assert vqa["license"] == "CC-BY-4.0" and vqa["license_text"] == "CC-BY 4.0"
+    vqa = next(t for t in client.catalog().tasks if t.name == "vqa-v2")
+    assert vqa.license == "CC-BY-4.0" and vqa.license_text == "CC-BY 4.0"
     by_id = client.count(licenses=["CC-BY-4.0"])
-    assert by_id["total"] > 0
+    assert by_id.total > 0
     for spelling in ("CC BY 4.0", "cc-by 4.0", "CC By 4.0"):
         assert client.count(licenses=[spelling]) == by_id, spelling
     with pytest.raises(m3serve.M3ServeError) as e:
@@ -37,18 +55,18 @@ def test_licenses_are_spdx_ids_and_every_spelling_selects_the_same(server):
 def test_held_out_tasks_are_excluded_or_selected_alone(server):
     client = m3serve.Client(server.target)
     catalog = client.catalog()
-    held = {t["name"] for t in catalog["tasks"] if t["held_out"]}
+    held = {t.name for t in catalog.tasks if t.held_out}
     per_task = {}
-    for g in catalog["groups"]:
-        per_task[g["task"]] = per_task.get(g["task"], 0) + g["instances"]
+    for g in catalog.counts:
+        per_task[g.task] = per_task.get(g.task, 0) + g.instances
     assert held and set(per_task) - held  # the sample has both kinds
     without = client.count(held_out="exclude")
     only = client.count(held_out="only")
-    assert {g["task"] for g in without["groups"]} == set(per_task) - held
-    assert {g["task"] for g in only["groups"]} == held & set(per_task)
-    assert without["total"] + only["total"] == catalog["total_instances"]
+    assert {g.task for g in without.groups} == set(per_task) - held
+    assert {g.task for g in only.groups} == held & set(per_task)
+    assert without.total + only.total == catalog.total_instances
     streamed = [x.task for b in client.stream(held_out="exclude", images="none", batch_size=64) for x in b.instances]
-    assert len(streamed) == without["total"] and not held & set(streamed)
+    assert len(streamed) == without.total and not held & set(streamed)
     cli = json.loads(run(BIN / "m3serve-client", "count", "--target", server.target, "--held-out", "only",
                          "--json").stdout)
     assert cli == only
@@ -66,12 +84,12 @@ def test_eval_guard_leaves_out_exactly_the_instances_sharing_an_evaluation_image
     assert kept and left_out  # the sample shares images across splits, as M3IT does
 
     count = client.count(splits=["train"], exclude_eval_images=True)
-    assert count["total"] == len(kept)
-    assert count["eval_set"] == "test+validation of every task"
+    assert count.total == len(kept)
+    assert count.eval_set == "test+validation of every task"
     losses = {}
     for x in left_out:
         losses[x.task] = losses.get(x.task, 0) + 1
-    assert count["eval_excluded_by_task"] == losses and count["eval_excluded"] == len(left_out)
+    assert count.eval_excluded_by_task == losses and count.eval_excluded == len(left_out)
     cli = json.loads(run(BIN / "m3serve-client", "count", "--target", server.target, "--splits", "train",
                          "--exclude-eval-images", "--json").stdout)
     assert cli == count
@@ -101,10 +119,10 @@ def test_attribution_counts_equal_count_and_render_for_a_model_card(server):
     count = client.count(splits=["train"], exclude_eval_images=True)
     a = client.attribution(splits=["train"], exclude_eval_images=True, format="markdown")
     assert isinstance(a, m3serve.Attribution)
-    assert a.instances == count["total"] == sum(s.instances for s in a.sources) == a.samples
+    assert a.instances == count.total == sum(s.instances for s in a.sources) == a.samples
     per_task = {}
-    for g in count["groups"]:
-        per_task[g["task"]] = per_task.get(g["task"], 0) + g["instances"]
+    for g in count.groups:
+        per_task[g.task] = per_task.get(g.task, 0) + g.instances
     for s in a.sources:
         assert s.instances == sum(per_task[t] for t in s.tasks), s.source_dataset
         assert 0 < s.images and s.commercial_use in ("yes", "no", "unknown")
@@ -151,7 +169,7 @@ def test_encoded_images_are_the_stored_bytes(server):
 
 def test_stream_shards_and_resume_token(server):
     client = m3serve.Client(server.target)
-    total = client.catalog()["total_instances"]
+    total = client.catalog().total_instances
     seen = []
     for i in range(3):
         for batch in client.stream(shard=(i, 3), shuffle=True, seed=5, images="none", batch_size=7):

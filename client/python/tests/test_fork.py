@@ -15,23 +15,23 @@ SCRIPT = textwrap.dedent("""
     import m3serve
     target, case = sys.argv[1], sys.argv[2]
     parent = m3serve.Client(target, timeout=10)
-    total = parent.count()["total"]
+    total = parent.count().total
     if case == "closed":
         parent.close()
     pid = os.fork()
     if pid == 0:
         try:
             if case == "same":
-                n = parent.count()["total"]
+                n = parent.count().total
             else:
-                n = m3serve.Client(target, timeout=10).count()["total"]
+                n = m3serve.Client(target, timeout=10).count().total
             print("child ok", n == total, flush=True)
         except m3serve.M3ServeError as e:
             print("child error", e.code.name, e.details, flush=True)
         os._exit(0)
     os.waitpid(pid, 0)
     if case != "closed":
-        assert parent.count()["total"] == total  # the parent's channel still works
+        assert parent.count().total == total  # the parent's channel still works
     print("parent ok", flush=True)
 """)
 

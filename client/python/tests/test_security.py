@@ -56,7 +56,7 @@ def test_mtls_and_token_stream_everything_the_plain_server_has(secure_server, se
         catalog = c.catalog()
         ids = [x.id for b in c.stream(tasks=["vqa-v2"], images="encoded") for x in b.instances]
     plain = m3serve.Client(server.target)
-    assert catalog["total_instances"] == plain.catalog()["total_instances"]
+    assert catalog.total_instances == plain.catalog().total_instances
     assert ids == [x.id for b in plain.stream(tasks=["vqa-v2"], images="encoded") for x in b.instances]
     assert ids
 
@@ -98,12 +98,12 @@ def test_missing_or_unknown_token_is_unauthenticated(secure_server, pki, token):
 
 def test_entitlement_narrows_catalog_and_denies_other_licenses(secure_server, pki):
     with m3serve.Client(secure_server.target, token=TRAINER_TOKEN, **tls(pki)) as c:
-        tasks = c.catalog()["tasks"]
-    other = sorted(t["name"] for t in tasks if t["license"] != NARROW_LICENSE)
-    mine = sorted(t["name"] for t in tasks if t["license"] == NARROW_LICENSE)
+        tasks = c.catalog().tasks
+    other = sorted(t.name for t in tasks if t.license != NARROW_LICENSE)
+    mine = sorted(t.name for t in tasks if t.license == NARROW_LICENSE)
     assert other and mine, "the sample needs tasks of both kinds"
     with m3serve.Client(secure_server.target, token=NARROW_TOKEN, **tls(pki)) as c:
-        assert sorted(t["name"] for t in c.catalog()["tasks"]) == mine
+        assert sorted(t.name for t in c.catalog().tasks) == mine
         with pytest.raises(m3serve.M3ServeError) as e:
             next(iter(c.stream(tasks=[other[0]])))
         assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
@@ -130,5 +130,5 @@ def test_torch_dataset_workers_connect_with_tls_and_token(secure_server, pki):
     loader = M3ITDataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate)
     seen = [i for batch in loader for i in batch["id"]]
     with m3serve.Client(secure_server.target, **options) as c:
-        expected = c.count(tasks=["vqa-v2"])["total"]
+        expected = c.count(tasks=["vqa-v2"]).total
     assert len(seen) == len(set(seen)) == expected

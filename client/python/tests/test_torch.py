@@ -45,7 +45,7 @@ def schedule(target, epoch, **kw):
 
 
 def test_two_ranks_two_workers_see_every_instance_once(server):
-    total = m3serve.Client(server.target).catalog()["total_instances"]
+    total = m3serve.Client(server.target).catalog().total_instances
     seen = []
     for rank in (0, 1):
         ds = M3ITDataset(server.target, rank=rank, world_size=2, images="decoded", size=(32, 32),
@@ -62,7 +62,14 @@ def test_the_eval_guard_reaches_the_dataset(server):
             for x in b.instances}
     got = schedule(server.target, 0, splits=["train"], exclude_eval_images=True, shuffle=True, seed=3)
     assert sorted(got) == sorted(want)
-    assert len(want) < client.count(splits=["train"])["total"]
+    assert len(want) < client.count(splits=["train"]).total
+    # Map-style: positions map to the kept instances, in key order.
+    in_order = [x.id for b in client.stream(splits=["train"], exclude_eval_images=True, images="none")
+                for x in b.instances]
+    mapped = M3ITMapDataset(server.target, splits=["train"], exclude_eval_images=True, images="none", readahead=7)
+    assert len(mapped) == len(in_order)
+    assert [mapped[i]["id"] for i in range(len(mapped))] == in_order
+    assert mapped.id(len(mapped) - 1) == in_order[-1]
 
 
 def test_rank_from_environment(monkeypatch):
@@ -249,7 +256,7 @@ def test_mixture_shares_follow_the_weights(server):
     # Temperature 1 is the natural proportions; a small component repeats, a large one is subsampled.
     natural = c.plan(temperature=1.0, splits=["train"])
     assert all(x.samples == x.instances for x in natural.components)
-    sizes = {t: c.count(tasks=[t], splits=["train"])["total"] for t in ("coco", "gqa")}
+    sizes = {t: c.count(tasks=[t], splits=["train"]).total for t in ("coco", "gqa")}
     assert sizes["gqa"] < sizes["coco"]
     small = c.plan(weights={"coco": 1, "gqa": 1}, epoch_size=sizes["coco"] + sizes["gqa"], splits=["train"])
     passes = {x.key: x.passes for x in small.components}
@@ -260,7 +267,7 @@ def test_mixture_repeats_and_subsamples_rotate_across_epochs(server):
     kw = dict(weights={"coco": 1, "gqa": 1}, epoch_size=40, splits=["train"], seed=3)
     coco = [set(i for i in schedule(server.target, e, **kw) if i.startswith("coco/")) for e in range(4)]
     assert coco[0] != coco[1]  # subsampled: other instances each epoch
-    n = m3serve.Client(server.target).count(tasks=["coco"], splits=["train"])["total"]
+    n = m3serve.Client(server.target).count(tasks=["coco"], splits=["train"]).total
     assert len(set().union(*coco)) == min(n, 4 * 20)
 
 
@@ -296,7 +303,7 @@ def test_mixture_bad_input_names_the_field(server):
 def test_map_dataset_matches_get_and_hf_rows(server):
     c = m3serve.Client(server.target)
     ds = M3ITMapDataset(server.target, tasks=["coco", "vqa-v2"], images="none")
-    assert len(ds) == c.count(tasks=["coco", "vqa-v2"])["total"]
+    assert len(ds) == c.count(tasks=["coco", "vqa-v2"]).total
     for i in (0, 1, len(ds) - 1, 17):
         assert ds[i]["id"] == ds.id(i) == c.get([ds.id(i)])[0].id
     hf = M3ITMapDataset(server.target, tasks=["coco"], hf_rows=True)
