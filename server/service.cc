@@ -372,6 +372,7 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::Attribution(grpc::CallbackServerCo
     StreamSetup setup;
     s = SetUpStream(stream, *dataset_, options_.limits, caller, options_.token_key, &setup);
     if (s.ok()) {
+      std::lock_guard<std::mutex> one_at_a_time(attribution_mu_);
       absl::StatusOr<AttributionReport> report = BuildAttribution(*dataset_, setup.plan->order());
       s = report.status();
       if (s.ok()) {

@@ -87,6 +87,10 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
   std::atomic<bool> draining_{false};
   std::atomic<bool> cutting_{false};
   std::mutex identity_mu_;
+  // One attribution report is built at a time: each holds two per-image
+  // counters (8 bytes per image of the store), so concurrent calls queue
+  // instead of multiplying that memory.
+  std::mutex attribution_mu_;
   std::map<std::string, int> identity_streams_;
   ServingBudget budget_;
   std::atomic<uint64_t> next_stream_id_{0};
