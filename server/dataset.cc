@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/license.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace m3serve::server {
@@ -79,8 +80,15 @@ absl::StatusOr<std::unique_ptr<Dataset>> Dataset::Open(const storage::StoreOptio
   } else if (*basis != fingerprint) {
     d->no_index_why_ = "the store's image index describes other data (an ingest stopped before it was rebuilt)";
   } else {
-    M3SERVE_ASSIGN_OR_RETURN(std::optional<storage::ImageIndex> index, d->store_->ReadImageIndex());
-    if (index) d->SetImageIndex(std::make_shared<const storage::ImageIndex>(*std::move(index)));
+    absl::StatusOr<std::optional<storage::ImageIndex>> index = d->store_->ReadImageIndex();
+    if (!index.ok() && !absl::IsDataLoss(index.status())) return index.status();
+    if (!index.ok()) {
+      // The data itself is served; only the guard and attribution need the index.
+      d->no_index_why_ = absl::StrCat("the store's image index is corrupt (", index.status().message(), ")");
+      M3_LOG(WARNING) << "serving without the image index: " << d->no_index_why_;
+    } else if (*index) {
+      d->SetImageIndex(std::make_shared<const storage::ImageIndex>(**std::move(index)));
+    }
   }
   return d;
 }

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/instance_builder.h"
+#include "storage/verify.h"
 
 namespace m3serve::server {
 namespace {
@@ -148,6 +149,29 @@ TEST_F(DatasetTest, PolicyRemovesAndRefuses) {
   s = {};
   s.licenses = {"Non-commercial"};
   EXPECT_THAT(d2->Resolve(s), StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("selection.licenses")));
+}
+
+TEST_F(DatasetTest, ACorruptImageIndexIsServedWithoutTheGuardAndListedByVerify) {
+  {
+    auto store = storage::Store::Open({.path = dir_.string()});
+    ASSERT_THAT(store, IsOk());
+    storage::ImageIndex index;
+    index.basis = (*store)->ReadCatalog()->fingerprint;
+    index.images = 1;
+    index.groups[{"vqa-v2", "train", "en"}].offsets = {0, 1};
+    index.groups[{"vqa-v2", "train", "en"}].refs = {7};  // no image 7
+    ASSERT_THAT((*store)->WriteImageIndex(index), IsOk());
+    auto report = storage::VerifyStore(**store);
+    ASSERT_THAT(report, IsOk());
+    EXPECT_THAT(report->problems, ::testing::Contains(HasSubstr("the image index is corrupt")));
+  }
+  auto d = Open();
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->Resolve(SelectionSpec{})->total(), 30u);
+  SelectionSpec guarded;
+  guarded.exclude_eval_images = true;
+  EXPECT_THAT(d->Resolve(guarded), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                            HasSubstr("image index is corrupt")));
 }
 
 TEST_F(DatasetTest, DigestFollowsTheResolvedGroups) {

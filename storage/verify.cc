@@ -115,18 +115,24 @@ absl::StatusOr<VerifyReport> VerifyStore(const Store& store, size_t max_problems
     }
     return true;
   }));
-  M3SERVE_ASSIGN_OR_RETURN(std::optional<ImageIndex> index, store.ReadImageIndex());
-  if (index) {
+  absl::StatusOr<std::optional<ImageIndex>> index = store.ReadImageIndex();
+  if (!index.ok() && !absl::IsDataLoss(index.status())) return index.status();
+  if (!index.ok()) {
+    r.image_index = VerifyReport::ImageIndexState::kStale;
+    problem(absl::StrCat("the image index is corrupt (", index.status().message(), "): run the ingest again"));
+  } else if (*index) {
     r.image_index = VerifyReport::ImageIndexState::kCurrent;
-    absl::StatusOr<ImageIndex> fresh =
-        BuildImageIndex([&](const auto& fn) { return store.ForEachInstance(fn); }, catalog.fingerprint);
-    if (index->basis != catalog.fingerprint) {
+    if ((*index)->basis != catalog.fingerprint) {
       r.image_index = VerifyReport::ImageIndexState::kStale;
       problem("the image index describes other data (an ingest stopped before it was rebuilt): run the ingest "
               "again");
-    } else if (fresh.ok() && !(*fresh == *index)) {
-      r.image_index = VerifyReport::ImageIndexState::kStale;
-      problem("the image index differs from the images the instances use: run the ingest again");
+    } else {
+      absl::StatusOr<ImageIndex> fresh =
+          BuildImageIndex([&](const auto& fn) { return store.ForEachInstance(fn); }, catalog.fingerprint);
+      if (fresh.ok() && !(*fresh == **index)) {
+        r.image_index = VerifyReport::ImageIndexState::kStale;
+        problem("the image index differs from the images the instances use: run the ingest again");
+      }
     }
   }
   digest.AddRecord(catalog.fingerprint.Raw());
