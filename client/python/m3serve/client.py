@@ -465,6 +465,7 @@ class Client:
                 for t in self.targets
             ]
             _live["channels"] += len(self._channels)
+            self._live_record = _live
             self._pid = me
         self._stubs = [pb_grpc.DatasetServiceStub(c) for c in self._channels]
 
@@ -483,7 +484,8 @@ class Client:
         with _live_lock:
             for c in self._channels:
                 c.close()
-            _live["channels"] -= len(self._channels)
+            if getattr(self, "_live_record", None) is _live:
+                _live["channels"] -= len(self._channels)
             self._channels = []
 
     def __del__(self) -> None:
