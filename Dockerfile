@@ -31,7 +31,7 @@ COPY --from=build /opt/m3serve/bin/ /usr/local/bin/
 COPY --from=build /opt/m3serve/share/m3serve/ /usr/local/share/m3serve/
 ENV M3SERVE_TASK_METADATA=/usr/local/share/m3serve/m3it_tasks.json
 USER 10001:10001
-# gRPC (DatasetService, health, reflection) and Prometheus metrics.
+# gRPC (DatasetService, health, reflection); HTTP: Prometheus /metrics and the dataset browser.
 EXPOSE 50051 9464
 ENTRYPOINT ["/usr/local/bin/m3serve-server"]
-CMD ["--db", "/data/store", "--listen", "0.0.0.0:50051", "--metrics-listen", "0.0.0.0:9464"]
+CMD ["--db", "/data/store", "--listen", "0.0.0.0:50051", "--http-listen", "0.0.0.0:9464"]

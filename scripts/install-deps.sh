@@ -25,8 +25,8 @@ PACKAGES=(
   libjpeg62-turbo-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  # metrics
-  prometheus-cpp-dev
+  # metrics; the HTTP listener (/metrics, the dataset browser)
+  prometheus-cpp-dev libcivetweb-dev
   # python client stubs
   python3
 )
@@ -38,6 +38,8 @@ if [ "$PROFILE" = "all" ]; then
     python3-pip python3-setuptools python3-wheel python3-venv
     # benchmark peers (the Python / PIL pipeline a user writes today)
     python3-pil
+    # the dataset browser's tests and benchmark: headless Chromium driven by Selenium
+    chromium chromium-driver python3-selenium
     # the sanitizer job (scripts/sanitize.sh): clang with libFuzzer and the
     # ASan / UBSan runtimes; openssl makes the TLS tests' certificates
     clang libclang-rt-14-dev openssl

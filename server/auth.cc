@@ -110,4 +110,15 @@ const Identity* TokenTable::Authenticate(absl::string_view token) const {
   return found;
 }
 
+absl::StatusOr<const Identity*> AuthenticateCall(const TokenTable* tokens,
+                                                 std::optional<absl::string_view> authorization) {
+  if (tokens == nullptr) return nullptr;
+  if (!authorization) {
+    return absl::UnauthenticatedError("missing bearer token: send 'authorization: Bearer <token>'");
+  }
+  const Identity* identity = tokens->Authenticate(BearerToken(*authorization));
+  if (identity == nullptr) return absl::UnauthenticatedError("unknown bearer token");
+  return identity;
+}
+
 }  // namespace m3serve::server

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <functional>
+#include <optional>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -55,6 +56,14 @@ class TokenTable {
 // The token of an "authorization" metadata value "Bearer <token>"; empty when
 // the value has another form.
 absl::string_view BearerToken(absl::string_view authorization);
+
+// The one authentication rule of every API (gRPC metadata, HTTP header): the
+// identity of a call whose "authorization" value is `authorization` (nullopt:
+// the call has none). nullptr when `tokens` is null (authentication off).
+// Unauthenticated, naming what to send, when tokens are on and the call has
+// no known bearer token.
+absl::StatusOr<const Identity*> AuthenticateCall(const TokenTable* tokens,
+                                                 std::optional<absl::string_view> authorization);
 
 }  // namespace m3serve::server
 

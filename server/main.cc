@@ -38,14 +38,22 @@ int main(int argc, char** argv) {
           prefetch = o.service.prefetch_batches,
           prefetch_mb = o.service.prefetch_budget_bytes >> 20,
           max_pixels = static_cast<int64_t>(o.service.limits.max_decoded_pixels),
-          max_get_ids = o.service.limits.max_get_ids;
+          max_get_ids = o.service.limits.max_get_ids, http_threads = o.http_threads,
+          thumbnail_mb = static_cast<int64_t>(o.thumbnail_cache_bytes >> 20);
   FlagSet flags("m3serve-server --db DIR [flags]",
                 "Serve an m3serve store (opened read-only; several servers may share one) over gRPC:\n"
-                "m3serve.v1.DatasetService, grpc.health.v1.Health and server reflection, plus\n"
-                "Prometheus metrics over HTTP. SIGTERM drains in-flight streams, then exits 0.");
+                "m3serve.v1.DatasetService, grpc.health.v1.Health and server reflection; and\n"
+                "on an HTTP port, Prometheus /metrics and the dataset browser (a page and a JSON API).\n"
+                "SIGTERM drains in-flight streams, then exits 0.");
   flags.String("db", &o.db, "store directory", "DIR");
   flags.String("listen", &o.listen, "gRPC address (port 0: any free port)", "HOST:PORT");
-  flags.String("metrics-listen", &o.metrics_listen, "Prometheus /metrics address (empty: off)", "HOST:PORT");
+  flags.String("http-listen", &o.http_listen,
+               "HTTP address: Prometheus /metrics, and the dataset browser and /api/ with --browser (empty: off)",
+               "HOST:PORT");
+  flags.String("metrics-listen", &o.http_listen, "the same as --http-listen (its former name)", "HOST:PORT");
+  flags.Bool("browser", &o.browser, "serve the dataset browser page and its JSON API (/, /api/) on --http-listen");
+  flags.Int("http-threads", &http_threads, "HTTP connection threads (each serves one connection at a time)");
+  flags.Int("thumbnail-cache-mb", &thumbnail_mb, "memory for the browser's cached thumbnails");
   flags.String("policy", &o.policy_file, "license policy file (JSON)", "FILE");
   flags.String("token-key-file", &o.token_key_file, "secret for resume tokens, shared by replicas", "FILE");
   flags.String("tls-cert", &o.tls_cert_file, "TLS certificate chain (PEM); with --tls-key: TLS only", "FILE");
@@ -63,7 +71,8 @@ int main(int argc, char** argv) {
   flags.Int("max-get-ids", &max_get_ids, "most ids in one GetInstances call");
   flags.Int("block-cache-mb", &cache_mb, "RocksDB block cache");
   flags.Int("drain-seconds", &drain_seconds, "on SIGTERM, time in-flight calls get to finish");
-  flags.String("ready-file", &ready_file, "write {\"port\": N, \"metrics_port\": M} here once serving", "FILE");
+  flags.String("ready-file", &ready_file,
+               "write {\"port\": N, \"http_port\": M, \"metrics_port\": M, \"pid\": P} here once serving", "FILE");
   flags.set_epilog("exit status: 0 after a drain, 1 when the store cannot be served, 2 usage error");
   std::vector<std::string> args;
   if (int code; !flags.ParseOrExit(argc, argv, 1, "m3serve-server", &args, &code)) return code;
@@ -74,11 +83,14 @@ int main(int argc, char** argv) {
   }
   if (max_streams < 1 || max_batch < 1 || message_bytes < 1024 || max_message_bytes < message_bytes ||
       prefetch < 0 || prefetch_mb < 0 || cache_mb < 1 || workers < 0 || drain_seconds < 0 || max_pixels < 1 ||
-      max_get_ids < 1 || max_message_bytes > (1ll << 30)) {
+      max_get_ids < 1 || max_message_bytes > (1ll << 30) || http_threads < 2 || http_threads > 256 ||
+      thumbnail_mb < 0) {
     std::fprintf(stderr, "m3serve-server: a numeric flag is out of range (see --help)\n");
     return 2;
   }
   o.workers = static_cast<int>(workers);
+  o.http_threads = static_cast<int>(http_threads);
+  o.thumbnail_cache_bytes = static_cast<uint64_t>(thumbnail_mb) << 20;
   o.block_cache_bytes = static_cast<uint64_t>(cache_mb) << 20;
   o.service.max_streams = static_cast<int>(max_streams);
   o.service.limits.max_batch_size = static_cast<uint32_t>(max_batch);
@@ -103,8 +115,8 @@ int main(int argc, char** argv) {
   }
   if (!ready_file.empty()) {
     std::string tmp = ready_file + ".tmp";
-    std::ofstream(tmp) << "{\"port\": " << (*server)->port() << ", \"metrics_port\": "
-                       << (*server)->metrics_port() << ", \"pid\": " << getpid() << "}\n";
+    std::ofstream(tmp) << "{\"port\": " << (*server)->port() << ", \"http_port\": " << (*server)->http_port()
+                       << ", \"metrics_port\": " << (*server)->http_port() << ", \"pid\": " << getpid() << "}\n";
     std::rename(tmp.c_str(), ready_file.c_str());
   }
   int sig = 0;

@@ -1,23 +1,19 @@
 #include "server/metrics.h"
 
-#include <exception>
 #include <mutex>
 #include <sstream>
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
-#include "absl/strings/str_cat.h"
 
 namespace m3serve::server {
 
 struct Metrics::Impl {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
-  std::unique_ptr<prometheus::Exposer> exposer;
   prometheus::Gauge* streams_active = nullptr;
   prometheus::Counter* streams_total = nullptr;
   prometheus::Counter* instances = nullptr;
@@ -25,13 +21,14 @@ struct Metrics::Impl {
   prometheus::Counter* bytes = nullptr;
   prometheus::Histogram* decode = nullptr;
   prometheus::Family<prometheus::Counter>* errors = nullptr;
+  prometheus::Family<prometheus::Counter>* http = nullptr;
   std::mutex errors_mu;  // Family::Add is thread-safe, but keep label creation serialized
 };
 
 Metrics::Metrics(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Metrics::~Metrics() = default;
 
-absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen) {
+std::unique_ptr<Metrics> Metrics::Create() {
   auto impl = std::make_unique<Impl>();
   auto& r = *impl->registry;
   impl->streams_active = &prometheus::BuildGauge()
@@ -69,21 +66,11 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& list
                       .Name("m3serve_errors_total")
                       .Help("Calls that ended with an error, by gRPC status code")
                       .Register(r);
-  if (!listen.empty()) {
-    try {
-      impl->exposer = std::make_unique<prometheus::Exposer>(listen);
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", listen, ": ", e.what()));
-    }
-    impl->exposer->RegisterCollectable(impl->registry);
-  }
+  impl->http = &prometheus::BuildCounter()
+                    .Name("m3serve_http_requests_total")
+                    .Help("HTTP requests (metrics, dataset browser, JSON API) by endpoint and status")
+                    .Register(r);
   return std::unique_ptr<Metrics>(new Metrics(std::move(impl)));
-}
-
-int Metrics::port() const {
-  if (!impl_->exposer) return 0;
-  auto ports = impl_->exposer->GetListeningPorts();
-  return ports.empty() ? 0 : ports.front();
 }
 
 void Metrics::StreamStarted() {
@@ -100,6 +87,11 @@ void Metrics::Decoded(double seconds) { impl_->decode->Observe(seconds); }
 void Metrics::Error(const std::string& code) {
   std::lock_guard<std::mutex> lock(impl_->errors_mu);
   impl_->errors->Add({{"code", code}}).Increment();
+}
+
+void Metrics::HttpRequest(const std::string& endpoint, int status) {
+  std::lock_guard<std::mutex> lock(impl_->errors_mu);
+  impl_->http->Add({{"endpoint", endpoint}, {"status", std::to_string(status)}}).Increment();
 }
 
 std::string Metrics::Scrape() const {

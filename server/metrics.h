@@ -1,6 +1,7 @@
 // File: server/metrics.h
 //
-// Prometheus metrics of the server, exposed over HTTP (/metrics):
+// Prometheus metrics of the server, exposed over HTTP (/metrics, by the
+// server's HTTP listener):
 //   m3serve_streams_active                gauge
 //   m3serve_streams_total                 counter
 //   m3serve_instances_sent_total          counter
@@ -8,6 +9,10 @@
 //   m3serve_images_sent_total             counter
 //   m3serve_decode_seconds                histogram (one image decode + resize)
 //   m3serve_errors_total{code="..."}      counter, by gRPC status code
+//   m3serve_http_requests_total{endpoint="...",status="..."}
+//                                         counter: HTTP requests by endpoint
+//                                         (catalog, count, instances, instance,
+//                                         image, page, metrics, other) and status
 // Thread-safe.
 #ifndef M3SERVE_SERVER_METRICS_H_
 #define M3SERVE_SERVER_METRICS_H_
@@ -16,19 +21,13 @@
 #include <memory>
 #include <string>
 
-#include "absl/status/statusor.h"
 
 namespace m3serve::server {
 
 class Metrics {
  public:
-  // Expose metrics on `listen` ("host:port"; port 0 picks one). Empty: keep
-  // metrics in memory only. Unavailable when the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<Metrics>> Create(const std::string& listen);
+  static std::unique_ptr<Metrics> Create();
   ~Metrics();
-
-  // The bound HTTP port, or 0 when not exposed.
-  int port() const;
 
   void StreamStarted();
   void StreamEnded();
@@ -36,6 +35,8 @@ class Metrics {
   void Decoded(double seconds);
   // `code` is a gRPC status code name, e.g. "NOT_FOUND".
   void Error(const std::string& code);
+  // One HTTP request to `endpoint` (a fixed name, not the path) answered with `status`.
+  void HttpRequest(const std::string& endpoint, int status);
 
   // The text exposition format (what /metrics returns).
   std::string Scrape() const;

@@ -217,27 +217,32 @@ v1::Modality ToProto(storage::Modality m) {
   return m == storage::Modality::kVideo ? v1::MODALITY_VIDEO : v1::MODALITY_IMAGE;
 }
 
+void ToProto(const Dataset& dataset, const std::string& name, const storage::TaskInfo& t, v1::TaskInfo* out) {
+  uint32_t instructions = 0;
+  const auto& pools = dataset.catalog().pools;
+  for (auto it = pools.lower_bound({name, ""}); it != pools.end() && it->first.first == name; ++it) {
+    instructions += static_cast<uint32_t>(it->second.size());
+  }
+  out->set_name(name);
+  out->set_category(t.category);
+  out->set_source_dataset(t.source_dataset);
+  out->set_license(t.license);
+  out->set_license_text(t.license_text);
+  out->set_commercial_use(ToProto(t.commercial_use));
+  out->set_held_out(t.held_out);
+  out->set_modality(ToProto(t.modality));
+  out->set_instruction_count(instructions);
+  out->set_default_language(t.default_lang);
+  out->set_instances(dataset.TaskInstances(name));
+}
+
 absl::Status ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catalog* out) {
   const storage::Catalog& c = dataset.catalog();
   M3SERVE_ASSIGN_OR_RETURN(const uint64_t unique_images, dataset.UniqueImages(entitlement));
-  std::map<std::string, uint32_t> instructions;
-  for (const auto& [key, pool] : c.pools) instructions[key.first] += static_cast<uint32_t>(pool.size());
   std::set<std::string> languages, splits;
   uint64_t total = 0;
   for (const auto& [name, t] : c.tasks) {
-    if (!dataset.Admits(t, entitlement)) continue;
-    v1::TaskInfo* ti = out->add_tasks();
-    ti->set_name(name);
-    ti->set_category(t.category);
-    ti->set_source_dataset(t.source_dataset);
-    ti->set_license(t.license);
-    ti->set_license_text(t.license_text);
-    ti->set_commercial_use(ToProto(t.commercial_use));
-    ti->set_held_out(t.held_out);
-    ti->set_modality(ToProto(t.modality));
-    ti->set_instruction_count(instructions[name]);
-    ti->set_default_language(t.default_lang);
-    ti->set_instances(dataset.TaskInstances(name));
+    if (dataset.Admits(t, entitlement)) ToProto(dataset, name, t, out->add_tasks());
   }
   for (const auto& [g, n] : c.counts) {
     const storage::TaskInfo* t = dataset.Task(g.task);

@@ -78,6 +78,8 @@ absl::Status FromProto(const v1::StreamRequest& in, const RequestLimits& limits,
 // The catalog as `entitlement` (may be null) sees it, on top of the policy.
 // Errors from counting its images (Dataset::UniqueImages).
 absl::Status ToProto(const Dataset& dataset, const LicensePolicy* entitlement, v1::Catalog* out);
+// One task of the catalog (`name`, its metadata, instances after the policy).
+void ToProto(const Dataset& dataset, const std::string& name, const storage::TaskInfo& task, v1::TaskInfo* out);
 void ToProto(const ResolvedSelection& selection, v1::CountResponse* out);
 v1::CommercialUse ToProto(storage::CommercialUse c);
 // The report format of an Attribution request (`format`).

@@ -97,7 +97,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
   }
 
-  M3SERVE_ASSIGN_OR_RETURN(s->metrics_, Metrics::Create(o.metrics_listen));
+  s->metrics_ = Metrics::Create();
   const int workers = o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   s->pool_ = std::make_unique<WorkerPool>(workers);
   s->service_ = std::make_unique<DatasetServiceImpl>(s->dataset_.get(), s->pool_.get(),
@@ -114,10 +114,23 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   if (!s->grpc_server_ || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen));
   }
+  if (!o.http_listen.empty()) {
+    HttpApiOptions http;
+    http.browser = o.browser;
+    http.limits = o.service.limits;
+    http.tokens = o.service.tokens;
+    http.thumbnail_cache_bytes = o.thumbnail_cache_bytes;
+    http.grpc_port = s->port_;
+    s->http_api_ = std::make_unique<HttpApi>(s->dataset_.get(), s->metrics_.get(), std::move(http));
+    HttpApi* api = s->http_api_.get();
+    M3SERVE_ASSIGN_OR_RETURN(s->http_, HttpListener::Start(o.http_listen, std::max(2, o.http_threads),
+                                                           [api](const HttpRequest& r) { return api->Handle(r); }));
+  }
   s->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   M3_LOG(INFO) << "serving " << o.db << " (dataset version " << s->dataset_->version() << ", "
                << s->dataset_->catalog().TotalInstances() << " instances) on port " << s->port_
-               << ", metrics on port " << s->metrics_port() << ", " << workers << " workers"
+               << ", HTTP on port " << s->http_port() << (o.browser ? " (metrics, browser)" : " (metrics)")
+               << ", " << workers << " workers"
                << (o.tls_cert_file.empty() ? ", plaintext" : (o.tls_client_ca_file.empty() ? ", TLS" : ", mTLS"))
                << (o.service.tokens ? absl::StrCat(", ", o.service.tokens->size(), " tokens") : ", no tokens");
   return s;
@@ -125,15 +138,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
 
 Server::~Server() {
   Shutdown(absl::ZeroDuration());
-  // Stopping the metrics exposer waits out civetweb's 2 s poll quantum, which
-  // would push the exit past the drain deadline. Its HTTP thread only serves
-  // /metrics from memory; keep it (reachable, so no leak) until the process
-  // exits, which ends it.
-  static std::vector<std::unique_ptr<Metrics>>* const kept_until_exit = new std::vector<std::unique_ptr<Metrics>>;
-  kept_until_exit->push_back(std::move(metrics_));
+  // Stopping civetweb waits out its 2 s poll quantum, which would push the
+  // exit past the drain deadline. Once closed, the listener answers 503
+  // without touching the dataset or the metrics, so keep it (reachable, so no
+  // leak) until the process exits, which ends it.
+  if (http_) {
+    http_->Close();
+    static std::vector<std::unique_ptr<HttpListener>>* const kept_until_exit =
+        new std::vector<std::unique_ptr<HttpListener>>;
+    kept_until_exit->push_back(std::move(http_));
+  }
 }
 
-int Server::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+int Server::http_port() const { return http_ ? http_->port() : 0; }
 
 void Server::Shutdown(absl::Duration deadline) {
   if (shut_down_ || !grpc_server_) return;

@@ -2,7 +2,8 @@
 //
 // m3serve's server: opens a store read-only, serves DatasetService, the
 // standard grpc.health.v1 health service (SERVING once the store is open) and
-// server reflection on one port, and Prometheus metrics on another.
+// server reflection on one port; on an HTTP port, Prometheus metrics and the
+// dataset browser with its JSON API (server/http_api.h).
 #ifndef M3SERVE_SERVER_SERVER_H_
 #define M3SERVE_SERVER_SERVER_H_
 
@@ -11,6 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/http_api.h"
+#include "server/http_listener.h"
 #include "server/service.h"
 
 namespace m3serve::server {
@@ -20,8 +23,15 @@ struct ServerOptions {
   std::string db;
   // gRPC address. Port 0 picks a free port (see port()). Default 0.0.0.0:50051.
   std::string listen = "0.0.0.0:50051";
-  // Prometheus HTTP address; empty disables. Default 0.0.0.0:9464.
-  std::string metrics_listen = "0.0.0.0:9464";
+  // HTTP address (/metrics, and the browser when `browser`); empty disables.
+  // Default 0.0.0.0:9464.
+  std::string http_listen = "0.0.0.0:9464";
+  // Serve the dataset browser page and /api/ on the HTTP address.
+  bool browser = true;
+  // HTTP connection threads.
+  int http_threads = 8;
+  // Memory for the browser's cached thumbnails.
+  uint64_t thumbnail_cache_bytes = 64ull << 20;
   // License policy file (see policy.h); empty: serve every task.
   std::string policy_file;
   // File with the secret that authenticates resume tokens. Empty: a key
@@ -53,7 +63,8 @@ class Server {
   ~Server();
 
   int port() const { return port_; }
-  int metrics_port() const;
+  // The HTTP port (/metrics, browser), or 0 when off.
+  int http_port() const;
   const Dataset& dataset() const { return *dataset_; }
 
   // Report NOT_SERVING, stop accepting calls, let in-flight calls finish until
@@ -67,6 +78,8 @@ class Server {
   ServerOptions options_;
   std::unique_ptr<Dataset> dataset_;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<HttpApi> http_api_;
+  std::unique_ptr<HttpListener> http_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<DatasetServiceImpl> service_;
   std::unique_ptr<grpc::Server> grpc_server_;

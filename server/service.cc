@@ -253,18 +253,14 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::FinishUnary(grpc::CallbackServerCo
 
 absl::Status DatasetServiceImpl::Authenticate(grpc::CallbackServerContext* ctx,
                                               const Identity** identity) const {
-  *identity = nullptr;
-  if (!options_.tokens) return absl::OkStatus();
+  std::optional<absl::string_view> authorization;
   const auto& md = ctx->client_metadata();
-  auto it = md.find("authorization");
-  if (it == md.end()) {
-    return absl::UnauthenticatedError(
-        "missing bearer token: send metadata 'authorization: Bearer <token>'");
+  if (auto it = md.find("authorization"); it != md.end()) {
+    authorization = absl::string_view(it->second.data(), it->second.size());
   }
-  absl::string_view token = BearerToken(absl::string_view(it->second.data(), it->second.size()));
-  *identity = options_.tokens->Authenticate(token);
-  if (*identity == nullptr) return absl::UnauthenticatedError("unknown bearer token");
-  return absl::OkStatus();
+  absl::StatusOr<const Identity*> who = AuthenticateCall(options_.tokens.get(), authorization);
+  *identity = who.ok() ? *who : nullptr;
+  return who.status();
 }
 
 bool DatasetServiceImpl::AcquireIdentityStream(const Identity* identity) {

@@ -58,14 +58,16 @@ def test_probes_ports_and_flags_agree(overlay):
     (server,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "server"]
     ports = {p["name"]: p["containerPort"] for p in server["ports"]}
     listen = flag(server["args"], "listen")
-    metrics = flag(server["args"], "metrics-listen")
+    http = flag(server["args"], "http-listen")
     assert listen and int(listen.rsplit(":", 1)[1]) == ports["grpc"]
-    assert metrics and int(metrics.rsplit(":", 1)[1]) == ports["metrics"]
+    assert http and int(http.rsplit(":", 1)[1]) == ports["http"]
+    # The dataset browser is off in prod unless enabled there, on elsewhere.
+    assert flag(server["args"], "browser") == ("false" if name == "prod" else "true")
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert server[probe]["grpc"]["port"] == ports["grpc"], probe
     annotations = dep["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert int(annotations["prometheus.io/port"]) == ports["metrics"]
+    assert int(annotations["prometheus.io/port"]) == ports["http"]
     # Services point at the named ports; the gRPC one says so.
     services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
     grpc_port = [p for p in services["m3serve"]["spec"]["ports"] if p["name"] == "grpc"][0]
@@ -74,7 +76,7 @@ def test_probes_ports_and_flags_agree(overlay):
     # The NetworkPolicy admits exactly the gRPC and metrics ports.
     (netpol,) = of_kind(docs, "NetworkPolicy")
     allowed = {p["port"] for rule in netpol["spec"]["ingress"] for p in rule["ports"]}
-    assert allowed == {ports["grpc"], ports["metrics"]}
+    assert allowed == {ports["grpc"], ports["http"]}
 
 
 def test_drain_fits_in_the_grace_period(overlay):
