@@ -80,7 +80,9 @@ def main():
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
     opts = Options()
-    for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,1000"]:
+    for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,1000",
+              "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--disable-quic"]:
         opts.add_argument(a)
     d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     try:

@@ -128,6 +128,9 @@ def browser(tmp_path_factory):
     opts = Options()
     for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--window-size=1300,1000", "--no-first-run", "--disable-extensions",
+              # No connections of Chromium's own (the machine's network is closed).
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--disable-quic",
               f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
