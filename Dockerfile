@@ -23,7 +23,7 @@ RUN apt-get update \
       libabsl20220623 libgrpc++1.51 libprotobuf32 libssl3 \
       librocksdb7.8 libsimdjson14 libxxhash0 \
       libopencv-core406 libopencv-imgproc406 libopencv-imgcodecs406 \
-      libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 \
+      libprometheus-cpp-core1.0 libcivetweb1 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 m3serve \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin m3serve

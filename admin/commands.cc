@@ -1,5 +1,7 @@
 #include "admin/commands.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -12,12 +14,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "admin/progress_printer.h"
 #include "common/cli.h"
 #include "common/json_writer.h"
 #include "ingest/ingester.h"
 #include "ingest/sample.h"
 #include "ingest/task_registry.h"
+#include "common/status_macros.h"
+#include "storage/publish.h"
 #include "storage/store.h"
 #include "storage/verify.h"
 
@@ -42,8 +48,10 @@ int Usage(const char* cmd, const std::string& msg) {
   return kExitUsage;
 }
 
+// A store, or the current version of a publish root (storage/publish.h).
 absl::StatusOr<std::unique_ptr<Store>> OpenReadOnly(const std::string& db) {
-  return Store::Open({.path = db, .read_only = true});
+  M3SERVE_ASSIGN_OR_RETURN(storage::ResolvedStore resolved, storage::ResolveStore(db));
+  return storage::OpenResolved(resolved, {.read_only = true});
 }
 
 std::string Pad(const std::string& s, size_t width) {
@@ -410,6 +418,141 @@ int CheckpointCommand(int argc, char** argv) {
   if (!s.ok()) return Fatal("checkpoint", s);
   std::cout << "checkpoint written to " << out << "\n";
   return kExitOk;
+}
+
+// ---------------------------------------------------------------------------
+
+namespace {
+
+void PrintReport(const storage::PublishReport& r, bool json) {
+  if (json) {
+    JsonWriter jw;
+    jw.BeginObject().Key("version").String(r.version).Key("previous").String(r.previous);
+    jw.Key("written").Bool(r.written).Key("removed").BeginArray();
+    for (const auto& v : r.removed) jw.String(v);
+    jw.EndArray().Key("kept").BeginArray();
+    for (const auto& v : r.kept) jw.String(v);
+    jw.EndArray().EndObject();
+    std::cout << jw.str() << std::endl;
+    return;
+  }
+  std::cout << "current version: " << r.version
+            << (r.previous.empty() || r.previous == r.version ? "" : absl::StrCat(" (was ", r.previous, ")")) << "\n";
+  for (const auto& v : r.kept) std::cout << "kept: " << v << "\n";
+  for (const auto& v : r.removed) std::cout << "removed: " << v << "\n";
+}
+
+// The clean-up flags publish and gc share.
+struct CleanUpFlags {
+  int64_t keep = 1;
+  int64_t lease_seconds = 60;
+  bool json = false;
+
+  void Register(FlagSet* flags) {
+    flags->Int("keep", &keep, "versions kept besides the current and the leased ones");
+    flags->Int("lease-seconds", &lease_seconds, "a server's lease not refreshed for this long is dead");
+    flags->Bool("json", &json, "machine-readable report");
+  }
+  // "" when valid, else what is wrong.
+  std::string Check() const {
+    return keep < 0 || lease_seconds < 1 ? "--keep must be >= 0 and --lease-seconds >= 1" : "";
+  }
+  storage::PublishOptions Options() const {
+    return {.keep = static_cast<int>(keep), .lease_ttl = absl::Seconds(lease_seconds)};
+  }
+};
+
+}  // namespace
+
+int PublishCommand(int argc, char** argv) {
+  std::string db, root;
+  CleanUpFlags clean;
+  FlagSet flags("m3serve-admin publish --db DIR --root DIR [--keep N] [--json]",
+                "Publish the store at --db as a new version under --root: a snapshot is written to\n"
+                "ROOT/versions/<dataset version> beside the versions already there, then ROOT/CURRENT_VERSION\n"
+                "is switched to it atomically. Servers started with --db ROOT open the current version and\n"
+                "keep the one they opened; running servers are never affected. Then versions no one needs\n"
+                "are removed: not the current one, not the --keep newest others, not one a running server\n"
+                "holds (ROOT/leases/).");
+  flags.String("db", &db, "the store to publish (e.g. the ingest's working store)", "DIR");
+  flags.String("root", &root, "the publish root servers are pointed at", "DIR");
+  clean.Register(&flags);
+  std::vector<std::string> args;
+  int code;
+  if (!ParseOrExit(flags, argc, argv, &args, &code)) return code;
+  if (db.empty() || root.empty()) return Usage("publish", "--db and --root are required");
+  if (std::string bad = clean.Check(); !bad.empty()) return Usage("publish", bad);
+  auto store = Store::Open({.path = db, .create_if_missing = false});
+  if (!store.ok()) return Fatal("publish", store.status());
+  auto r = storage::Publish(**store, root, clean.Options());
+  if (!r.ok()) return Fatal("publish", r.status());
+  if (!clean.json) {
+    std::cout << (r->written ? "published " : "already published: ") << r->version << " in " << root << "\n";
+  }
+  PrintReport(*r, clean.json);
+  return kExitOk;
+}
+
+int GcCommand(int argc, char** argv) {
+  std::string root;
+  CleanUpFlags clean;
+  FlagSet flags("m3serve-admin gc --root DIR [--keep N] [--json]",
+                "Remove the versions of a publish root that no one needs (not the current one, not the\n"
+                "--keep newest others, not one a running server holds), dead leases, and leftovers of\n"
+                "publishes that were killed. publish does this too.");
+  flags.String("root", &root, "the publish root", "DIR");
+  clean.Register(&flags);
+  std::vector<std::string> args;
+  int code;
+  if (!ParseOrExit(flags, argc, argv, &args, &code)) return code;
+  if (root.empty()) return Usage("gc", "--root is required");
+  if (std::string bad = clean.Check(); !bad.empty()) return Usage("gc", bad);
+  if (!storage::IsPublishRoot(root)) {
+    return Fatal("gc", absl::FailedPreconditionError(absl::StrCat(root, " is not a publish root")));
+  }
+  auto r = storage::CleanUp(root, clean.Options());
+  if (!r.ok()) return Fatal("gc", r.status());
+  PrintReport(*r, clean.json);
+  return kExitOk;
+}
+
+int WaitStoreCommand(int argc, char** argv) {
+  std::string db;
+  int64_t timeout = 0, interval = 2;
+  FlagSet flags("m3serve-admin wait-store --db DIR [--timeout SECONDS]",
+                "Wait until --db (a store, or a publish root with a current version) opens as a store whose\n"
+                "version is the one its pointer names; exit 0 then. A Kubernetes init container runs this so\n"
+                "the server starts only once the first store is published (no crash loop).\n"
+                "exit 1: --timeout passed, or the data is wrong (a malformed pointer, a version mismatch).");
+  flags.String("db", &db, "store directory or publish root", "DIR");
+  flags.Int("timeout", &timeout, "give up after this many seconds (0: wait for ever)");
+  flags.Int("interval", &interval, "seconds between checks");
+  std::vector<std::string> args;
+  int code;
+  if (!ParseOrExit(flags, argc, argv, &args, &code)) return code;
+  if (db.empty()) return Usage("wait-store", "--db is required");
+  if (timeout < 0 || interval < 1) return Usage("wait-store", "--timeout must be >= 0 and --interval >= 1");
+  const absl::Time start = absl::Now();
+  absl::Time last_said = absl::InfinitePast();
+  while (true) {
+    absl::StatusOr<std::unique_ptr<Store>> store = OpenReadOnly(db);
+    if (store.ok()) {
+      auto v = storage::StoreVersion(**store);
+      std::cout << "store ready: " << db << " (dataset version " << (v.ok() ? *v : "?") << ")" << std::endl;
+      return kExitOk;
+    }
+    // Only "not there yet" is waited out; wrong data is an error at once.
+    if (!absl::IsNotFound(store.status())) return Fatal("wait-store", store.status());
+    if (timeout > 0 && absl::Now() - start >= absl::Seconds(timeout)) {
+      return Fatal("wait-store", absl::DeadlineExceededError(absl::StrCat(
+                                     "no store after ", timeout, " s: ", store.status().message())));
+    }
+    if (absl::Now() - last_said >= absl::Seconds(30)) {
+      std::cout << "waiting for a store at " << db << ": " << store.status().message() << std::endl;
+      last_said = absl::Now();
+    }
+    absl::SleepFor(absl::Seconds(interval));
+  }
 }
 
 }  // namespace m3serve::admin

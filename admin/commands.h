@@ -22,6 +22,9 @@ int StatsCommand(int argc, char** argv);
 int VerifyCommand(int argc, char** argv);
 int SampleCommand(int argc, char** argv);
 int CheckpointCommand(int argc, char** argv);
+int PublishCommand(int argc, char** argv);
+int GcCommand(int argc, char** argv);
+int WaitStoreCommand(int argc, char** argv);
 
 }  // namespace m3serve::admin
 

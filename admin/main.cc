@@ -5,6 +5,9 @@
 //   m3serve-admin verify --db DIR [--json]
 //   m3serve-admin sample --out DIR [--seed S] [--scale K] [--bad-lines]
 //   m3serve-admin checkpoint --db DIR --out DIR
+//   m3serve-admin publish --db DIR --root DIR [--keep N]
+//   m3serve-admin gc --root DIR [--keep N]
+//   m3serve-admin wait-store --db DIR [--timeout SECONDS]
 #include <malloc.h>
 #include <signal.h>
 
@@ -28,6 +31,9 @@ constexpr char kUsage[] =
     "  verify      check a store's integrity and print its content digest\n"
     "  sample      write a synthetic dataset in the real M3IT / M3IT-80 layouts\n"
     "  checkpoint  write a consistent snapshot of a store for serving\n"
+    "  publish     publish a store as a new version under a publish root (servers never lose theirs)\n"
+    "  gc          remove the versions of a publish root that no running server holds\n"
+    "  wait-store  wait until a store (or a publish root's current version) can be opened\n"
     "\n"
     "Run `m3serve-admin COMMAND --help` for the flags of a command.\n";
 
@@ -53,6 +59,9 @@ int main(int argc, char** argv) {
   if (cmd == "verify") return m3serve::admin::VerifyCommand(argc, argv);
   if (cmd == "sample") return m3serve::admin::SampleCommand(argc, argv);
   if (cmd == "checkpoint") return m3serve::admin::CheckpointCommand(argc, argv);
+  if (cmd == "publish") return m3serve::admin::PublishCommand(argc, argv);
+  if (cmd == "gc") return m3serve::admin::GcCommand(argc, argv);
+  if (cmd == "wait-store") return m3serve::admin::WaitStoreCommand(argc, argv);
   std::fprintf(stderr, "m3serve-admin: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -67,8 +67,13 @@ void ResolvedSelection::Seal() {
 
 absl::StatusOr<std::unique_ptr<Dataset>> Dataset::Open(const storage::StoreOptions& store_options,
                                                        LicensePolicy policy) {
+  M3SERVE_ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> store, storage::Store::Open(store_options));
+  return Open(std::move(store), std::move(policy));
+}
+
+absl::StatusOr<std::unique_ptr<Dataset>> Dataset::Open(std::unique_ptr<storage::Store> store, LicensePolicy policy) {
   std::unique_ptr<Dataset> d(new Dataset());
-  M3SERVE_ASSIGN_OR_RETURN(d->store_, storage::Store::Open(store_options));
+  d->store_ = std::move(store);
   M3SERVE_ASSIGN_OR_RETURN(storage::Catalog catalog, d->store_->ReadCatalog());
   d->reader_ = std::make_unique<StoreReader>(d->store_.get());
   const Hash128 fingerprint = catalog.fingerprint;

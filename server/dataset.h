@@ -87,6 +87,11 @@ class Dataset {
   // Open the store read-only and read its catalog. Errors as Store::Open.
   static absl::StatusOr<std::unique_ptr<Dataset>> Open(const storage::StoreOptions& store_options,
                                                        LicensePolicy policy);
+  // Over a store already open (read-only).
+  static absl::StatusOr<std::unique_ptr<Dataset>> Open(std::unique_ptr<storage::Store> store, LicensePolicy policy);
+  // Every file the store reads is still there (storage::Store::CheckFiles);
+  // OK for a dataset without a store.
+  absl::Status CheckStoreFiles() const { return store_ ? store_->CheckFiles() : absl::OkStatus(); }
   // A dataset over a catalog and, optionally, an in-memory reader (tests, fuzz
   // targets): resolves selections and answers catalog queries; reader() must
   // not be called when none is given.

@@ -38,14 +38,14 @@ int main(int argc, char** argv) {
           prefetch = o.service.prefetch_batches,
           prefetch_mb = o.service.prefetch_budget_bytes >> 20,
           max_pixels = static_cast<int64_t>(o.service.limits.max_decoded_pixels),
-          max_get_ids = o.service.limits.max_get_ids, http_threads = o.http_threads,
+          max_get_ids = o.service.limits.max_get_ids, http_threads = o.http_threads, store_check_seconds = 5,
           thumbnail_mb = static_cast<int64_t>(o.thumbnail_cache_bytes >> 20);
   FlagSet flags("m3serve-server --db DIR [flags]",
                 "Serve an m3serve store (opened read-only; several servers may share one) over gRPC:\n"
                 "m3serve.v1.DatasetService, grpc.health.v1.Health and server reflection; and\n"
                 "on an HTTP port, Prometheus /metrics and the dataset browser (a page and a JSON API).\n"
                 "SIGTERM drains in-flight streams, then exits 0.");
-  flags.String("db", &o.db, "store directory", "DIR");
+  flags.String("db", &o.db, "store directory, or a publish root (its current version is served)", "DIR");
   flags.String("listen", &o.listen, "gRPC address (port 0: any free port)", "HOST:PORT");
   flags.String("http-listen", &o.http_listen,
                "HTTP address: Prometheus /metrics, and the dataset browser and /api/ with --browser (empty: off)",
@@ -71,6 +71,10 @@ int main(int argc, char** argv) {
   flags.Int("max-get-ids", &max_get_ids, "most ids in one GetInstances call");
   flags.Int("block-cache-mb", &cache_mb, "RocksDB block cache");
   flags.Int("drain-seconds", &drain_seconds, "on SIGTERM, time in-flight calls get to finish");
+  flags.Int("store-check-seconds", &store_check_seconds,
+            "check the store's files (NOT_SERVING when gone), refresh the lease, notice new versions (0: off)");
+  flags.String("lease-holder", &o.lease_holder, "name of this server's lease under a publish root (default HOST-PID)",
+               "NAME");
   flags.String("ready-file", &ready_file,
                "write {\"port\": N, \"http_port\": M, \"metrics_port\": M, \"pid\": P} here once serving", "FILE");
   flags.set_epilog("exit status: 0 after a drain, 1 when the store cannot be served, 2 usage error");
@@ -84,12 +88,13 @@ int main(int argc, char** argv) {
   if (max_streams < 1 || max_batch < 1 || message_bytes < 1024 || max_message_bytes < message_bytes ||
       prefetch < 0 || prefetch_mb < 0 || cache_mb < 1 || workers < 0 || drain_seconds < 0 || max_pixels < 1 ||
       max_get_ids < 1 || max_message_bytes > (1ll << 30) || http_threads < 2 || http_threads > 256 ||
-      thumbnail_mb < 0) {
+      thumbnail_mb < 0 || store_check_seconds < 0) {
     std::fprintf(stderr, "m3serve-server: a numeric flag is out of range (see --help)\n");
     return 2;
   }
   o.workers = static_cast<int>(workers);
   o.http_threads = static_cast<int>(http_threads);
+  o.store_check_interval = absl::Seconds(store_check_seconds);
   o.thumbnail_cache_bytes = static_cast<uint64_t>(thumbnail_mb) << 20;
   o.block_cache_bytes = static_cast<uint64_t>(cache_mb) << 20;
   o.service.max_streams = static_cast<int>(max_streams);

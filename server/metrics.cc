@@ -22,6 +22,8 @@ struct Metrics::Impl {
   prometheus::Histogram* decode = nullptr;
   prometheus::Family<prometheus::Counter>* errors = nullptr;
   prometheus::Family<prometheus::Counter>* http = nullptr;
+  prometheus::Gauge* store_ok = nullptr;
+  prometheus::Gauge* store_outdated = nullptr;
   std::mutex errors_mu;  // Family::Add is thread-safe, but keep label creation serialized
 };
 
@@ -66,6 +68,16 @@ std::unique_ptr<Metrics> Metrics::Create() {
                       .Name("m3serve_errors_total")
                       .Help("Calls that ended with an error, by gRPC status code")
                       .Register(r);
+  impl->store_ok = &prometheus::BuildGauge()
+                        .Name("m3serve_store_ok")
+                        .Help("1 while every file of the served store is there; 0: NOT_SERVING, replace the pod")
+                        .Register(r)
+                        .Add({});
+  impl->store_outdated = &prometheus::BuildGauge()
+                              .Name("m3serve_store_outdated")
+                              .Help("1 once a newer version is published than the one served (restart to move)")
+                              .Register(r)
+                              .Add({});
   impl->http = &prometheus::BuildCounter()
                     .Name("m3serve_http_requests_total")
                     .Help("HTTP requests (metrics, dataset browser, JSON API) by endpoint and status")
@@ -87,6 +99,11 @@ void Metrics::Decoded(double seconds) { impl_->decode->Observe(seconds); }
 void Metrics::Error(const std::string& code) {
   std::lock_guard<std::mutex> lock(impl_->errors_mu);
   impl_->errors->Add({{"code", code}}).Increment();
+}
+
+void Metrics::SetStoreState(bool ok, bool outdated) {
+  impl_->store_ok->Set(ok ? 1 : 0);
+  impl_->store_outdated->Set(outdated ? 1 : 0);
 }
 
 void Metrics::HttpRequest(const std::string& endpoint, int status) {

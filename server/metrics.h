@@ -9,6 +9,8 @@
 //   m3serve_images_sent_total             counter
 //   m3serve_decode_seconds                histogram (one image decode + resize)
 //   m3serve_errors_total{code="..."}      counter, by gRPC status code
+//   m3serve_store_ok                      gauge: 1 while the store's files are all there
+//   m3serve_store_outdated                gauge: 1 once a newer version is published
 //   m3serve_http_requests_total{endpoint="...",status="..."}
 //                                         counter: HTTP requests by endpoint
 //                                         (catalog, count, instances, instance,
@@ -35,6 +37,8 @@ class Metrics {
   void Decoded(double seconds);
   // `code` is a gRPC status code name, e.g. "NOT_FOUND".
   void Error(const std::string& code);
+  // The store watch's findings (see ServerOptions::store_check_interval).
+  void SetStoreState(bool ok, bool outdated);
   // One HTTP request to `endpoint` (a fixed name, not the path) answered with `status`.
   void HttpRequest(const std::string& endpoint, int status);
 

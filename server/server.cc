@@ -33,10 +33,29 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     M3SERVE_ASSIGN_OR_RETURN(policy, LoadPolicy(o.policy_file));
   }
   storage::StoreOptions so;
-  so.path = o.db;
   so.read_only = true;
   so.block_cache_bytes = o.block_cache_bytes;
-  M3SERVE_ASSIGN_OR_RETURN(s->dataset_, Dataset::Open(so, std::move(policy)));
+  // A publish root resolves to its current version, which this server keeps
+  // for its lifetime (a lease tells `m3serve-admin publish` not to remove it).
+  M3SERVE_ASSIGN_OR_RETURN(s->resolved_, storage::ResolveStore(o.db));
+  M3SERVE_ASSIGN_OR_RETURN(std::unique_ptr<storage::Store> store, storage::OpenResolved(s->resolved_, so));
+  M3SERVE_ASSIGN_OR_RETURN(s->dataset_, Dataset::Open(std::move(store), std::move(policy)));
+  if (!s->resolved_.root.empty()) {
+    const std::string holder = o.lease_holder.empty() ? storage::DefaultLeaseHolder() : o.lease_holder;
+    absl::StatusOr<storage::Lease> lease = storage::Lease::Acquire(s->resolved_.root, holder, s->resolved_.version);
+    if (lease.ok()) {
+      s->lease_ = std::move(*lease);
+      M3_LOG(INFO) << "publish root " << s->resolved_.root << ": serving version " << s->resolved_.version
+                   << ", lease " << s->lease_->path();
+    } else if (absl::IsInvalidArgument(lease.status())) {
+      return lease.status();
+    } else {
+      M3_LOG(WARNING) << "publish root " << s->resolved_.root << ": serving version " << s->resolved_.version
+                      << " without a lease (" << lease.status().message()
+                      << "); a publish may remove this version while it is served: mount "
+                      << s->resolved_.root << "/" << storage::kLeasesDir << " writable";
+    }
+  }
 
   if (!o.token_key_file.empty()) {
     std::ifstream f(o.token_key_file, std::ios::binary);
@@ -127,6 +146,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
                                                            [api](const HttpRequest& r) { return api->Handle(r); }));
   }
   s->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  s->metrics_->SetStoreState(true, false);
+  if (o.store_check_interval > absl::ZeroDuration()) s->watch_ = std::thread([p = s.get()] { p->WatchStore(); });
   M3_LOG(INFO) << "serving " << o.db << " (dataset version " << s->dataset_->version() << ", "
                << s->dataset_->catalog().TotalInstances() << " instances) on port " << s->port_
                << ", HTTP on port " << s->http_port() << (o.browser ? " (metrics, browser)" : " (metrics)")
@@ -152,9 +173,46 @@ Server::~Server() {
 
 int Server::http_port() const { return http_ ? http_->port() : 0; }
 
+void Server::WatchStore() {
+  bool failed = false, outdated = false;
+  absl::MutexLock lock(&watch_mu_);
+  while (!watch_mu_.AwaitWithTimeout(absl::Condition(&watch_stop_), options_.store_check_interval)) {
+    watch_mu_.Unlock();
+    if (!failed) {
+      if (absl::Status s = dataset_->CheckStoreFiles(); !s.ok()) {
+        // Streams of this store would fail from now on: leave the endpoints
+        // and fail the probes, so the pod is replaced (by one that opens the
+        // current version).
+        failed = true;
+        grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+        M3_LOG(ERROR) << "the store " << resolved_.store << " is no longer whole (" << s.message()
+                      << "): reporting NOT_SERVING";
+      }
+    }
+    if (lease_) {
+      if (absl::Status s = lease_->Refresh(); !s.ok()) M3_LOG(WARNING) << s.message();
+    }
+    if (!resolved_.root.empty() && !outdated) {
+      absl::StatusOr<storage::ResolvedStore> now = storage::ResolveStore(resolved_.root);
+      if (now.ok() && now->version != resolved_.version) {
+        outdated = true;
+        M3_LOG(INFO) << "version " << now->version << " is published; this server keeps serving "
+                     << resolved_.version << " until it is restarted (a rolling restart moves every replica)";
+      }
+    }
+    metrics_->SetStoreState(!failed, outdated);
+    watch_mu_.Lock();
+  }
+}
+
 void Server::Shutdown(absl::Duration deadline) {
   if (shut_down_ || !grpc_server_) return;
   shut_down_ = true;
+  {
+    absl::MutexLock lock(&watch_mu_);
+    watch_stop_ = true;
+  }
+  if (watch_.joinable()) watch_.join();
   // Drain: report NOT_SERVING, refuse new streams, let those in flight finish.
   grpc_server_->GetHealthCheckService()->SetServingStatus(false);
   service_->BeginDrain();

@@ -8,19 +8,32 @@
 #define M3SERVE_SERVER_SERVER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/http_api.h"
 #include "server/http_listener.h"
 #include "server/service.h"
+#include "storage/publish.h"
 
 namespace m3serve::server {
 
 struct ServerOptions {
-  // Store directory (opened read-only). Required.
+  // Store directory, or a publish root (storage/publish.h: its current
+  // version is opened and kept). Opened read-only. Required.
   std::string db;
+  // How often the server checks that its store's files are still there (and,
+  // under a publish root, refreshes its lease and looks for a newer version).
+  // A store whose files are gone turns the health service NOT_SERVING for
+  // good. Zero: no checks (and no lease refresh). Default 5 s.
+  absl::Duration store_check_interval = absl::Seconds(5);
+  // Under a publish root: the name of this server's lease (default
+  // "<hostname>-<pid>").
+  std::string lease_holder;
   // gRPC address. Port 0 picks a free port (see port()). Default 0.0.0.0:50051.
   std::string listen = "0.0.0.0:50051";
   // HTTP address (/metrics, and the browser when `browser`); empty disables.
@@ -85,6 +98,13 @@ class Server {
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
   bool shut_down_ = false;
+  // The store watch (see ServerOptions::store_check_interval).
+  void WatchStore();
+  storage::ResolvedStore resolved_;
+  std::optional<storage::Lease> lease_;
+  std::thread watch_;
+  absl::Mutex watch_mu_;
+  bool watch_stop_ ABSL_GUARDED_BY(watch_mu_) = false;
 };
 
 }  // namespace m3serve::server

@@ -1,6 +1,7 @@
 #include "storage/store.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +20,7 @@
 #include "rocksdb/comparator.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/metadata.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
@@ -737,6 +739,36 @@ absl::Status Store::Flush() {
   if (read_only()) return absl::OkStatus();
   rocksdb::FlushOptions fo;
   return FromRocksDbStatus(impl_->db->Flush(fo, impl_->cfs), "flush");
+}
+
+absl::Status Store::CheckFiles() const {
+  auto join = [](const std::string& dir, const std::string& name) {
+    return name.empty() || name.front() == '/' ? dir + name : dir + "/" + name;
+  };
+  auto check = [](const std::string& path, uint64_t size) -> absl::Status {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      return absl::DataLossError(absl::StrCat("store file ", path, " is gone: ", std::strerror(errno)));
+    }
+    if (static_cast<uint64_t>(st.st_size) != size) {
+      return absl::DataLossError(
+          absl::StrCat("store file ", path, " has ", st.st_size, " bytes, the store expects ", size));
+    }
+    return absl::OkStatus();
+  };
+  for (rocksdb::ColumnFamilyHandle* h : impl_->cfs) {
+    rocksdb::ColumnFamilyMetaData md;
+    impl_->db->GetColumnFamilyMetaData(h, &md);
+    for (const auto& level : md.levels) {
+      for (const auto& f : level.files) {
+        M3SERVE_RETURN_IF_ERROR(check(join(f.directory, f.relative_filename), f.size));
+      }
+    }
+    for (const auto& b : md.blob_files) {
+      M3SERVE_RETURN_IF_ERROR(check(join(b.blob_file_path, b.blob_file_name), b.blob_file_size));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Store::Checkpoint(const std::string& dir) const {

@@ -174,6 +174,11 @@ class Store {
   absl::Status Checkpoint(const std::string& dir) const;
   // Total size of the store's files on disk, in bytes.
   absl::StatusOr<uint64_t> DiskBytes() const;
+  // Every data file the open store reads (SST and blob files of every column
+  // family) is still on disk with its size: DataLoss naming the first one
+  // that is gone or changed. A few stat calls per file; a server calls it
+  // periodically to notice a store deleted or replaced under it.
+  absl::Status CheckFiles() const;
 
  private:
   struct Impl;

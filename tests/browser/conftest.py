@@ -6,70 +6,18 @@ Selenium through Debian's chromedriver (no mocks, no network)."""
 import json
 import os
 import shutil
-import signal
-import subprocess
-import time
-import urllib.error
-import urllib.request
+import sys
 from pathlib import Path
 
 import pytest
 
-BIN = Path(os.environ.get("M3SERVE_BIN_DIR", "build/bin"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pylib"))
+from m3serve_testlib import BIN, Server, run  # noqa: E402
 # Screenshots and page dumps go here (ctest sets it to build/test-output/browser).
 OUTPUT = Path(os.environ.get("M3SERVE_TEST_OUTPUT", "test-output/browser"))
 MARKUP = '<script>window.injected=1</script><img src=x onerror="window.injected=2">How many?'
 NARROW_TOKEN = "narrow-token-0123456789abcdef"
 WIDE_TOKEN = "wide-token-0123456789abcdef01"
-
-
-def run(*args):
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{args} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    return r
-
-
-class Server:
-    """m3serve-server with its gRPC and HTTP ports on 127.0.0.1."""
-
-    def __init__(self, db, workdir, *extra):
-        workdir.mkdir(parents=True, exist_ok=True)
-        ready = workdir / "ready.json"
-        self.log = workdir / "server.log"
-        self.proc = subprocess.Popen(
-            [str(BIN / "m3serve-server"), "--db", str(db), "--listen", "127.0.0.1:0",
-             "--http-listen", "127.0.0.1:0", "--ready-file", str(ready), *extra],
-            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while not ready.exists():
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("server did not start:\n" + self.log.read_text())
-            time.sleep(0.02)
-        info = json.loads(ready.read_text())
-        self.port, self.http_port = info["port"], info["http_port"]
-        self.url = f"http://127.0.0.1:{self.http_port}"
-
-    def get(self, path, token=None, method="GET", headers=None):
-        """(status, headers, body bytes) of an HTTP request."""
-        req = urllib.request.Request(self.url + path, method=method, headers=dict(headers or {}))
-        if token:
-            req.add_header("Authorization", "Bearer " + token)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, dict(r.headers), r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers), e.read()
-
-    def json(self, path, token=None):
-        status, _, body = self.get(path, token)
-        assert status == 200, (path, status, body[:500])
-        return json.loads(body)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -117,8 +117,50 @@ def test_store_is_read_only_for_servers(overlay):
     (dep,) = of_kind(docs, "Deployment")
     (server,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "server"]
     mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
-    assert flag(server["args"], "db") in mounts
-    assert mounts[flag(server["args"], "db")]["readOnly"] is True
+    db = flag(server["args"], "db")
+    assert db in mounts
+    assert mounts[db]["readOnly"] is True
+    # The only writable part of the store volume: the leases folder of the publish root.
+    writable = [m for m in server["volumeMounts"] if m["name"] == mounts[db]["name"] and not m.get("readOnly")]
+    assert [(m["mountPath"], m.get("subPath")) for m in writable] == [(db + "/leases", "leases")]
+
+
+def test_namespace_is_rendered(overlay):
+    name, docs = overlay
+    (ns,) = of_kind(docs, "Namespace")
+    namespaced = [d for d in docs if d["kind"] != "Namespace"]
+    assert {d["metadata"]["namespace"] for d in namespaced} == {ns["metadata"]["name"]}
+
+
+def test_servers_wait_for_the_first_publish(overlay):
+    name, docs = overlay
+    (dep,) = of_kind(docs, "Deployment")
+    spec = dep["spec"]["template"]["spec"]
+    (server,) = [c for c in spec["containers"] if c["name"] == "server"]
+    inits = {c["name"]: c for c in spec.get("initContainers", [])}
+    if name == "dev":
+        # dev publishes its sample in an init container, into the root the server opens.
+        script = inits["sample-store"]["args"][0]
+        assert "m3serve-admin publish" in script and f"--root {flag(server['args'], 'db')}" in script
+        assert "wait-store" not in inits
+    else:
+        wait = inits["wait-store"]
+        assert wait["command"] == ["m3serve-admin"] and wait["args"][0] == "wait-store"
+        assert flag(wait["args"], "db") == flag(server["args"], "db")
+        assert flag(wait["args"], "timeout") == "0"
+        # The data Job publishes into the volume the servers mount, with m3serve-admin publish.
+        (job,) = of_kind(docs, "Job")
+        jspec = job["spec"]["template"]["spec"]
+        script = jspec["containers"][0]["args"][0]
+        m = re.search(r"m3serve-admin publish --db \S+ --root (\S+)", script)
+        assert m, script
+        (jmount,) = [v for v in jspec["containers"][0]["volumeMounts"] if v["mountPath"] == m.group(1)]
+        claim = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in jspec["volumes"]}[jmount["name"]]
+        store_volume = {m["mountPath"]: m["name"] for m in server["volumeMounts"]}[flag(server["args"], "db")]
+        dclaim = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in spec["volumes"]}
+        assert dclaim[store_volume] == claim
+        # No step of the Job deletes a store (the clean-up of publish keeps what servers hold).
+        assert "rm -rf" not in script
 
 
 def test_image_names_are_consistent(overlay):
