@@ -40,6 +40,9 @@ if [ "$PROFILE" = "all" ]; then
     python3-pil
     # the dataset browser's tests and benchmark: headless Chromium driven by Selenium
     chromium chromium-driver python3-selenium
+    # the container image test (scripts/test-image.sh): Docker's daemon, base
+    # images made with debootstrap, kubectl for the rendered manifests
+    docker.io debootstrap
     # the sanitizer job (scripts/sanitize.sh): clang with libFuzzer and the
     # ASan / UBSan runtimes; openssl makes the TLS tests' certificates
     clang libclang-rt-14-dev openssl
