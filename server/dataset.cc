@@ -150,14 +150,22 @@ absl::StatusOr<std::shared_ptr<const EvalExclusion>> Dataset::EvalGuard(const Se
   {
     absl::MutexLock lock(&guard_mu_);
     auto it = guards_.find(key);
-    if (it != guards_.end()) return it->second;
+    if (it != guards_.end()) {
+      it->second.last_use = ++guard_uses_;
+      return it->second.exclusion;
+    }
   }
   std::shared_ptr<const EvalExclusion> ex = ComputeEvalExclusion(*image_index_, std::move(set));
   absl::MutexLock lock(&guard_mu_);
   // A few evaluation sets are in use at a time; the cache stays small.
   constexpr size_t kMaxKept = 16;
-  if (guards_.size() >= kMaxKept) guards_.erase(guards_.begin());
-  return guards_.emplace(key, std::move(ex)).first->second;
+  if (auto it = guards_.find(key); it != guards_.end()) return it->second.exclusion;  // computed meanwhile
+  if (guards_.size() >= kMaxKept) {
+    guards_.erase(std::min_element(guards_.begin(), guards_.end(), [](const auto& a, const auto& b) {
+      return a.second.last_use < b.second.last_use;
+    }));
+  }
+  return guards_.emplace(key, KeptGuard{std::move(ex), ++guard_uses_}).first->second.exclusion;
 }
 
 std::unique_ptr<Dataset> Dataset::FromCatalog(storage::Catalog catalog, LicensePolicy policy,

@@ -169,7 +169,14 @@ class Dataset {
   std::shared_ptr<const storage::ImageIndex> image_index_;
   std::string no_index_why_;  // why there is none (for the guard's error)
   mutable absl::Mutex guard_mu_;
-  mutable std::map<std::string, std::shared_ptr<const EvalExclusion>> guards_ ABSL_GUARDED_BY(guard_mu_);
+  // Per evaluation set: its exclusion and when it was last asked for (the
+  // least recently used goes when the cache is full).
+  struct KeptGuard {
+    std::shared_ptr<const EvalExclusion> exclusion;
+    uint64_t last_use = 0;
+  };
+  mutable std::map<std::string, KeptGuard> guards_ ABSL_GUARDED_BY(guard_mu_);
+  mutable uint64_t guard_uses_ ABSL_GUARDED_BY(guard_mu_) = 0;
   mutable absl::Mutex census_mu_;
   mutable std::optional<absl::StatusOr<ImageCensus>> census_ ABSL_GUARDED_BY(census_mu_);
 };

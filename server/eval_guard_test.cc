@@ -149,6 +149,44 @@ TEST(EvalGuardTest, TheGuardIsPartOfTheSelectionsIdentity) {
   EXPECT_EQ(b->guard, "test+validation of every task");
 }
 
+// The exclusion cache keeps the evaluation sets in use: one asked for between
+// every other is never evicted, however many others pass through.
+TEST(EvalGuardTest, TheCacheKeepsTheSetsInUse) {
+  std::mt19937_64 rng(8);
+  World w = MakeWorld(rng);
+  auto dataset = Dataset::FromCatalog(w.catalog, LicensePolicy{});
+  dataset->SetImageIndex(std::make_shared<const storage::ImageIndex>(w.index));
+  // The set in use sorts before every other ("test of coco" < "test+validation
+  // of ..."), so evicting in key order would drop it first.
+  const std::string split = "test";
+  ASSERT_TRUE(std::any_of(w.catalog.counts.begin(), w.catalog.counts.end(),
+                          [&](const auto& c) { return c.first.split == split; }));
+  SelectionSpec in_use;
+  in_use.exclude_eval_images = true;
+  in_use.eval_splits = {split};
+  in_use.eval_tasks = {"coco"};
+  auto first = dataset->EvalGuard(in_use, "");
+  ASSERT_THAT(first, IsOk());
+  const std::vector<std::string> tasks = {"coco", "okvqa", "vist", "vqa-v2"};
+  int others = 0;
+  for (int with_split = 0; with_split < 2; ++with_split) {
+    for (int mask = 1; mask < 16; ++mask) {
+      SelectionSpec other;
+      other.exclude_eval_images = true;
+      for (int t = 0; t < 4; ++t) {
+        if (mask & (1 << t)) other.eval_tasks.push_back(tasks[static_cast<size_t>(t)]);
+      }
+      if (with_split) other.eval_splits = {split};
+      ASSERT_THAT(dataset->EvalGuard(other, ""), IsOk());
+      ++others;
+      auto again = dataset->EvalGuard(in_use, "");
+      ASSERT_THAT(again, IsOk());
+      EXPECT_EQ(again->get(), first->get()) << "evicted after " << others << " other sets";
+    }
+  }
+  EXPECT_GT(others, 16);
+}
+
 TEST(EvalGuardTest, BadEvaluationSetsAreInvalidArguments) {
   std::mt19937_64 rng(3);
   World w = MakeWorld(rng);

@@ -358,6 +358,7 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::Attribution(grpc::CallbackServerCo
   absl::Status s = Authenticate(ctx, &identity);
   ReportFormat format = ReportFormat::kText;
   if (s.ok()) s = FromProto(request->format(), &format);
+  auto setup = std::make_shared<StreamSetup>();
   if (s.ok()) {
     StreamCaller caller;
     if (identity != nullptr) caller = {&identity->entitlement, identity->name};
@@ -365,19 +366,56 @@ grpc::ServerUnaryReactor* DatasetServiceImpl::Attribution(grpc::CallbackServerCo
     v1::StreamRequest stream;
     *stream.mutable_selection() = request->selection();
     *stream.mutable_mixture() = request->mixture();
-    StreamSetup setup;
-    s = SetUpStream(stream, *dataset_, options_.limits, caller, options_.token_key, &setup);
-    if (s.ok()) {
-      std::lock_guard<std::mutex> one_at_a_time(attribution_mu_);
-      absl::StatusOr<AttributionReport> report = BuildAttribution(*dataset_, setup.plan->order());
-      s = report.status();
-      if (s.ok()) {
-        report->removed_by_policy = setup.removed_by_policy;
-        ToProto(*report, format, response);
-      }
-    }
+    s = SetUpStream(stream, *dataset_, options_.limits, caller, options_.token_key, setup.get());
   }
-  return FinishUnary(ctx, s);
+  if (!s.ok()) return FinishUnary(ctx, s);
+  // The report is built on the worker pool, never in a reaction, and one at a
+  // time: each holds two per-image counters (8 bytes per image of the store),
+  // so concurrent calls queue instead of multiplying that memory.
+  auto* reactor = ctx->DefaultReactor();
+  auto job = [this, setup, format, response, reactor] {
+    absl::StatusOr<AttributionReport> report = BuildAttribution(*dataset_, setup->plan->order());
+    absl::Status status = report.status();
+    if (status.ok()) {
+      report->removed_by_policy = setup->removed_by_policy;
+      ToProto(*report, format, response);
+    } else {
+      metrics_->Error(CodeName(status.code()));
+    }
+    reactor->Finish(ToGrpcStatus(status));
+  };
+  {
+    std::lock_guard<std::mutex> lock(attribution_mu_);
+    if (attribution_pending_.size() >= kMaxPendingAttributions) {
+      metrics_->Error("RESOURCE_EXHAUSTED");
+      reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                   absl::StrCat(kMaxPendingAttributions,
+                                                " attribution reports are already waiting; retry later")));
+      return reactor;
+    }
+    attribution_pending_.push_back(std::move(job));
+    if (attribution_running_) return reactor;  // the running one starts the next
+    attribution_running_ = true;
+  }
+  RunNextAttribution(identity ? identity->name : "");
+  return reactor;
+}
+
+void DatasetServiceImpl::RunNextAttribution(const std::string& identity) {
+  std::function<void()> job;
+  {
+    std::lock_guard<std::mutex> lock(attribution_mu_);
+    if (attribution_pending_.empty()) {
+      attribution_running_ = false;
+      return;
+    }
+    job = std::move(attribution_pending_.front());
+    attribution_pending_.pop_front();
+  }
+  pool_->Submit(pool_->OneOffKey(identity), [this, job = std::move(job)] {
+    job();
+    RunNextAttribution("");
+  });
 }
 
 // A GetInstances call: its response's bytes count against the server's

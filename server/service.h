@@ -9,6 +9,8 @@
 #define M3SERVE_SERVER_SERVICE_H_
 
 #include <atomic>
+#include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <cstdint>
@@ -87,10 +89,15 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
   std::atomic<bool> draining_{false};
   std::atomic<bool> cutting_{false};
   std::mutex identity_mu_;
-  // One attribution report is built at a time: each holds two per-image
-  // counters (8 bytes per image of the store), so concurrent calls queue
-  // instead of multiplying that memory.
+  // Attribution reports are built on the worker pool one at a time: each
+  // holds two per-image counters (8 bytes per image of the store), so
+  // concurrent calls queue (up to kMaxPendingAttributions, then
+  // RESOURCE_EXHAUSTED) instead of multiplying that memory; no thread waits.
+  static constexpr size_t kMaxPendingAttributions = 64;
+  void RunNextAttribution(const std::string& identity);
   std::mutex attribution_mu_;
+  std::deque<std::function<void()>> attribution_pending_;
+  bool attribution_running_ = false;
   std::map<std::string, int> identity_streams_;
   ServingBudget budget_;
   std::atomic<uint64_t> next_stream_id_{0};

@@ -251,6 +251,27 @@ TEST_F(ServeTest, EvalGuardLeavesOutExactlyTheInstancesSharingAnEvaluationImage)
   }
 }
 
+// Attribution reports are built one at a time on the worker pool: concurrent
+// calls queue, and each gets the same report as a call made alone.
+TEST_F(ServeTest, ConcurrentAttributionCallsAllGetTheirReport) {
+  v1::AttributionRequest req;
+  req.mutable_selection()->add_splits("train");
+  req.set_format(v1::REPORT_FORMAT_JSON);
+  auto alone = Client()->Attribution(req);
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  std::vector<std::thread> threads;
+  std::vector<absl::StatusOr<v1::AttributionResponse>> got(8, absl::UnknownError("not run"));
+  for (size_t i = 0; i < got.size(); ++i) {
+    threads.emplace_back([&, i] { got[i] = Client()->Attribution(req); });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& r : got) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->report(), alone->report());
+    EXPECT_EQ(r->instances(), alone->instances());
+  }
+}
+
 TEST_F(ServeTest, ShardsAreDisjointAndComplete) {
   auto c = Client();
   const uint64_t total = Total();
