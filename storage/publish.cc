@@ -216,8 +216,16 @@ absl::StatusOr<PublishReport> CleanUp(const std::string& root_path, const Publis
   const fs::path root(root_path);
   PublishReport report;
   M3SERVE_ASSIGN_OR_RETURN(report.version, ReadPointer(root));
-  const absl::Time now = absl::Now();
   std::error_code ec;
+  // Without a current version there is nothing to measure "not needed" against.
+  if (report.version.empty() || !fs::is_directory(root / kVersionsDir / report.version, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        root_path, report.version.empty() ? absl::StrCat(" has no ", kPointerFile)
+                                          : absl::StrCat("/", kPointerFile, " names version ", report.version,
+                                                         ", which is missing"),
+        ": nothing was removed; publish a version first"));
+  }
+  const absl::Time now = absl::Now();
   // Live leases: version -> holders. Dead ones (a server that was killed) go.
   std::map<std::string, std::vector<std::string>> leased;
   for (const auto& e : fs::directory_iterator(root / kLeasesDir, ec)) {

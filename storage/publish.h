@@ -78,6 +78,8 @@ absl::StatusOr<PublishReport> Publish(const Store& store, const std::string& roo
 
 // Remove the versions no one needs (see above), and leftovers of publishes
 // that were killed half-way. The report's `version` is the current one.
+// FailedPrecondition, removing nothing, when there is no pointer or it names
+// a version that is not there.
 absl::StatusOr<PublishReport> CleanUp(const std::string& root, const PublishOptions& options);
 
 // A server's record that it holds a version (ROOT/leases/<holder>).

@@ -210,12 +210,18 @@ TEST_F(PublishTest, BadInputIsRefusedAndNothingIsDeleted) {
   // Nothing published yet.
   fs::create_directories(fs::path(root_) / kVersionsDir);
   EXPECT_THAT(ResolveStore(root_), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no published version")));
+  EXPECT_THAT(CleanUp(root_, {}), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("has no CURRENT_VERSION")));
   // A pointer to a missing version.
   ASSERT_THAT(Publish(Work(1), root_, {}), IsOk());
   const fs::path v1 = fs::path(root_) / kVersionsDir / VersionOf(1);
   const fs::path v2 = fs::path(root_) / kVersionsDir / VersionOf(2);
   fs::rename(v1, dir_ / "moved-away");
   EXPECT_THAT(ResolveStore(root_), StatusIs(absl::StatusCode::kNotFound, HasSubstr("is missing")));
+  // ... and a clean-up then removes nothing, not even an unused other version.
+  fs::create_directories(fs::path(root_) / kVersionsDir / "0123456789abcdef0123456789abcdef");
+  EXPECT_THAT(CleanUp(root_, {.keep = 0}), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("nothing was removed")));
+  EXPECT_TRUE(fs::exists(fs::path(root_) / kVersionsDir / "0123456789abcdef0123456789abcdef"));
+  fs::remove(fs::path(root_) / kVersionsDir / "0123456789abcdef0123456789abcdef");
   // A store whose version differs from the pointer.
   fs::rename(dir_ / "moved-away", v2);
   std::ofstream(fs::path(root_) / kPointerFile) << VersionOf(2) << "\n";
