@@ -148,8 +148,10 @@ struct HttpApi::Call {
     }
     return out;
   }
-  absl::Status Uint(const std::string& name, uint64_t lo, uint64_t hi, uint64_t* out) const {
+  // The number `name` (lo..hi) into *out; *out untouched and *given false when absent.
+  absl::Status Uint(const std::string& name, uint64_t lo, uint64_t hi, uint64_t* out, bool* given = nullptr) const {
     M3SERVE_ASSIGN_OR_RETURN(std::optional<std::string> v, One(name));
+    if (given) *given = v.has_value();
     if (!v) return absl::OkStatus();
     uint64_t x = 0;
     if (!absl::SimpleAtoi(*v, &x) || x < lo || x > hi) {
@@ -350,13 +352,11 @@ HttpResponse HttpApi::Instances(Call& call) {
   uint64_t page = 0, page_size = 24, seed = 0;
   absl::Status s = call.Uint("page_size", 1, options_.max_page_size, &page_size);
   if (s.ok()) s = call.Uint("page", 0, UINT64_MAX / page_size, &page);
-  absl::StatusOr<std::optional<std::string>> seed_given = call.One("seed");
-  if (s.ok()) s = seed_given.status();
-  if (s.ok()) s = call.Uint("seed", 0, UINT64_MAX, &seed);
+  bool shuffled = false;  // a seed given: shuffled by it
+  if (s.ok()) s = call.Uint("seed", 0, UINT64_MAX, &seed, &shuffled);
   v1::StreamRequest stream;
   if (s.ok()) s = call.Selection(stream.mutable_selection());
   if (!s.ok()) return call.Fail(s);
-  const bool shuffled = seed_given.ok() && seed_given->has_value() && !(*seed_given)->empty();
   stream.set_order(shuffled ? v1::ORDER_SHUFFLED : v1::ORDER_SEQUENTIAL);
   stream.set_seed(seed);
   stream.mutable_images()->set_mode(v1::IMAGE_MODE_NONE);
@@ -475,10 +475,11 @@ HttpResponse HttpApi::Instance(Call& call, const std::string& id) {
 }
 
 HttpResponse HttpApi::Image(Call& call, const std::string& hex) {
-  call.known = {"size", "instance", "hash"};
+  call.known = {"size", "instance"};
   if (std::string u = call.Unknown(); !u.empty()) {
     return Error(400, absl::StatusCode::kInvalidArgument, u, absl::StrCat(u, ": unknown parameter"));
   }
+  call.known.insert("hash");  // the path's part, named in errors
   const std::optional<Hash128> hash = Hash128::FromHex(hex);
   if (!hash) {
     return Error(400, absl::StatusCode::kInvalidArgument, "hash",

@@ -272,6 +272,8 @@ TEST_F(HttpApiTest, BadParametersAreNamed) {
   EXPECT_EQ(ErrorParameter(Get("/api/images/" + std::string(32, 'a')), 404), "hash");
   EXPECT_EQ(ErrorParameter(Get("/api/images/" + images_[0].Hex(), {{"size", "5000"}}), 400), "size");
   EXPECT_EQ(ErrorParameter(Get("/api/images/" + images_[0].Hex(), {{"size", "3"}}), 400), "size");
+  // The hash is the path's, not a parameter.
+  EXPECT_EQ(ErrorParameter(Get("/api/images/" + images_[0].Hex(), {{"hash", images_[1].Hex()}}), 400), "hash");
   EXPECT_EQ(ErrorParameter(Get("/api/catalog", {{"x", "1"}}), 400), "x");
   EXPECT_EQ(ErrorParameter(Get("/api/nothing"), 404), "");
   EXPECT_EQ(ErrorParameter(Get("/nothing.html"), 404), "");

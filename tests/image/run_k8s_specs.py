@@ -190,7 +190,6 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--image", required=True)
     ap.add_argument("--work", required=True)
-    ap.add_argument("--client", default=None)
     a = ap.parse_args()
     work = Path(a.work)
     for overlay in ("prod", "dev"):
