@@ -115,7 +115,7 @@ class Pipeline {
   void ProcessLines(WorkItem* item, dom::parser* parser);
   void RecycleBuffer(std::string* buf);
   std::string SpareBuffer();
-  absl::Status StoreImages(WorkItem* item);
+  absl::Status StoreImages(WorkItem* item, storage::ImageWriter* images);
   absl::Status WriteItem(WorkItem* item, IngestReport* report);
   absl::Status Commit(bool force);
   absl::Status OpenRejects(bool only_to_cut);
@@ -414,11 +414,13 @@ std::string Pipeline::SpareBuffer() {
 }
 
 // Store the images of the item's accepted rows that no earlier row (of this
-// run or of the store) has, in one write of the worker's own; RocksDB takes
-// concurrent writes, so the committing thread carries rows only. An image
-// stored for a row a kill keeps from its commit is left unreferenced: the
-// sweep mark set when the run started makes the next run delete it.
-absl::Status Pipeline::StoreImages(WorkItem* item) {
+// run or of the store) has: their bytes go to the worker's own image pack
+// file at once, their metadata records in one write of the worker's own
+// (RocksDB takes concurrent writes), so the committing thread carries rows
+// only and no image byte passes through a write batch. An image stored for a
+// row a kill keeps from its commit is left unreferenced: the sweep mark set
+// when the run started makes the next run delete it.
+absl::Status Pipeline::StoreImages(WorkItem* item, storage::ImageWriter* images) {
   storage::StoreWriteBatch batch;
   for (LineResult& r : item->results) {
     if (r.kind != LineResult::kOk) continue;
@@ -436,7 +438,7 @@ absl::Status Pipeline::StoreImages(WorkItem* item) {
         if (!first) continue;
         M3SERVE_ASSIGN_OR_RETURN(bool exists, store_->HasImage(img->hash));
         if (exists) continue;
-        batch.PutImage(img->hash, img->meta, img->bytes);
+        M3SERVE_RETURN_IF_ERROR(images->Add(img->hash, img->meta, img->bytes, &batch));
         ++item->new_images;
       }
       d.images.clear();  // the bytes are in the batch; the writer needs the hashes only
@@ -448,6 +450,7 @@ absl::Status Pipeline::StoreImages(WorkItem* item) {
 
 void Pipeline::WorkerLoop() {
   dom::parser parser;
+  absl::StatusOr<std::unique_ptr<storage::ImageWriter>> images = store_->NewImageWriter();
   while (true) {
     std::unique_ptr<WorkItem> item;
     {
@@ -460,7 +463,7 @@ void Pipeline::WorkerLoop() {
     absl::Status stored;
     if (item->file_error.empty() || !item->chunk.lines.empty()) {
       ProcessLines(item.get(), &parser);
-      stored = StoreImages(item.get());
+      stored = images.ok() ? StoreImages(item.get(), images->get()) : images.status();
     }
     std::lock_guard<std::mutex> lock(mu_);
     if (!stored.ok() && worker_status_.ok()) worker_status_ = stored;

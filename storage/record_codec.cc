@@ -130,24 +130,39 @@ absl::Status DecodeInstance(absl::string_view value, Instance* x) {
   return r.Done();
 }
 
-std::string EncodeImageMeta(const ImageMeta& m) {
+// The only location kind so far; records without one end after the size.
+constexpr uint64_t kLocationPack = 1;
+
+std::string EncodeImageMeta(const ImageMeta& m, const PackLocation* where) {
   Writer w;
   w.Varint(static_cast<uint64_t>(m.format));
   w.Varint(m.width);
   w.Varint(m.height);
   w.Varint(m.size);
+  if (where != nullptr) {
+    w.Varint(kLocationPack);
+    w.Varint(where->pack);
+    w.Varint(where->offset);
+  }
   return w.Take();
 }
 
-absl::Status DecodeImageMeta(absl::string_view value, ImageMeta* m) {
+absl::Status DecodeImageMeta(absl::string_view value, ImageMeta* m, std::optional<PackLocation>* where) {
   Reader r(value, "image meta");
   uint64_t f = 0, wd = 0, ht = 0;
+  if (where != nullptr) where->reset();
   if (r.Start() && r.Varint(&f) && r.Check(f <= static_cast<uint64_t>(ImageFormat::kTiff), "unknown image format") &&
       r.Varint(&wd) && r.Varint(&ht) && r.Check(wd <= UINT32_MAX && ht <= UINT32_MAX, "image size out of range") &&
       r.Varint(&m->size)) {
     m->format = static_cast<ImageFormat>(f);
     m->width = static_cast<uint32_t>(wd);
     m->height = static_cast<uint32_t>(ht);
+    uint64_t kind = 0;
+    PackLocation loc;
+    if (!r.AtEnd() && r.Varint(&kind) && r.Check(kind == kLocationPack, "unknown image location kind") &&
+        r.Varint(&loc.pack) && r.Varint(&loc.offset) && where != nullptr) {
+      *where = loc;
+    }
   }
   return r.Done();
 }

@@ -7,6 +7,7 @@
 #ifndef M3SERVE_STORAGE_RECORD_CODEC_H_
 #define M3SERVE_STORAGE_RECORD_CODEC_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,19 @@ namespace m3serve::storage {
 std::string EncodeInstance(const Instance& instance);
 absl::Status DecodeInstance(absl::string_view value, Instance* instance);
 
-std::string EncodeImageMeta(const ImageMeta& meta);
-absl::Status DecodeImageMeta(absl::string_view value, ImageMeta* meta);
+// Where an image's bytes are: in the store's image pack files (written by
+// Store::NewImageWriter), or, without a location, in the images column
+// family (stores of schema 1, and StoreWriteBatch::PutImage).
+struct PackLocation {
+  uint64_t pack = 0;    // pack file number
+  uint64_t offset = 0;  // of the record (its header) in that file
+  bool operator==(const PackLocation&) const = default;
+};
+
+std::string EncodeImageMeta(const ImageMeta& meta, const PackLocation* where = nullptr);
+// `where` (optional) is set when the record names a pack location, else reset.
+absl::Status DecodeImageMeta(absl::string_view value, ImageMeta* meta,
+                             std::optional<PackLocation>* where = nullptr);
 
 std::string EncodeTaskInfo(const TaskInfo& task);
 absl::Status DecodeTaskInfo(absl::string_view value, TaskInfo* task);

@@ -44,9 +44,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 0:
       RoundTrip<Instance>(in, DecodeInstance, EncodeInstance);
       break;
-    case 1:
-      RoundTrip<ImageMeta>(in, DecodeImageMeta, EncodeImageMeta);
+    case 1: {  // with or without a pack location
+      ImageMeta m, again;
+      std::optional<PackLocation> where, again_where;
+      absl::Status s = DecodeImageMeta(in, &m, &where);
+      if (!s.ok()) {
+        CheckError(s, absl::StatusCode::kDataLoss);
+        break;
+      }
+      M3_CHECK(DecodeImageMeta(EncodeImageMeta(m, where ? &*where : nullptr), &again, &again_where).ok());
+      M3_CHECK(again == m && again_where == where) << "a decoded image record changes when re-encoded";
       break;
+    }
     case 2:
       RoundTrip<TaskInfo>(in, DecodeTaskInfo, EncodeTaskInfo);
       break;

@@ -46,8 +46,14 @@ TEST(RecordCodecTest, OtherRecordsRoundTrip) {
   EXPECT_EQ(t, t2);
 
   ImageMeta m{ImageFormat::kPng, 640, 480, 123456}, m2;
-  ASSERT_THAT(DecodeImageMeta(EncodeImageMeta(m), &m2), IsOk());
+  std::optional<PackLocation> where = PackLocation{9, 1};
+  ASSERT_THAT(DecodeImageMeta(EncodeImageMeta(m), &m2, &where), IsOk());
   EXPECT_EQ(m, m2);
+  EXPECT_EQ(where, std::nullopt);  // a record of schema 1: bytes in the images column family
+  const PackLocation loc{7, (1ull << 40) + 3};
+  ASSERT_THAT(DecodeImageMeta(EncodeImageMeta(m, &loc), &m2, &where), IsOk());
+  EXPECT_EQ(m, m2);
+  EXPECT_EQ(where, loc);
 
   std::vector<std::string> pool = {"a", "", "c"}, pool2;
   ASSERT_THAT(DecodeStringList(EncodeStringList(pool), &pool2), IsOk());
@@ -74,6 +80,13 @@ TEST(RecordCodecTest, OutOfRangeFieldsAreDataLoss) {
   meta[1] = 9;  // no such format
   ImageMeta m;
   EXPECT_THAT(DecodeImageMeta(meta, &m), StatusIs(absl::StatusCode::kDataLoss));
+  const PackLocation loc{1, 2};
+  std::string located = EncodeImageMeta({ImageFormat::kJpeg, 2, 2, 10}, &loc);
+  located[located.size() - 3] = 2;  // no such location kind
+  EXPECT_THAT(DecodeImageMeta(located, &m), StatusIs(absl::StatusCode::kDataLoss));
+  located = EncodeImageMeta({ImageFormat::kJpeg, 2, 2, 10}, &loc);
+  located.pop_back();  // a location cut short
+  EXPECT_THAT(DecodeImageMeta(located, &m), StatusIs(absl::StatusCode::kDataLoss));
   std::string progress = EncodeFileProgress({"", 1, 1, true, 1, 1, 0});
   progress[4] = 2;  // complete flag
   FileProgress p;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <system_error>
 
 #include "absl/container/flat_hash_set.h"
@@ -20,12 +21,14 @@
 #include "rocksdb/comparator.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/metadata.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 #include "storage/column_families.h"
+#include "storage/image_packs.h"
 #include "storage/key_codec.h"
 #include "storage/record_codec.h"
 #include "storage/rocksdb_status.h"
@@ -45,7 +48,11 @@ using internal::kProgressCf;
 namespace {
 
 constexpr char kSchemaKey[] = "m3serve.schema";
-constexpr char kSchemaVersion[] = "1";
+// 2: images may be in pack files (image_packs.h); a store of schema 1 keeps
+// every image in the images column family, is read as it is, and becomes 2
+// when opened for writing.
+constexpr char kSchemaVersion[] = "2";
+constexpr char kSchemaVersionWithoutPacks[] = "1";
 // Present while images may be left without any instance referring to them.
 constexpr char kImageSweepKey[] = "m3serve.image_sweep_pending";
 // The image index: a header and one record per group, all under one prefix.
@@ -234,6 +241,20 @@ void StoreWriteBatch::PutImage(const Hash128& hash, const ImageMeta& meta, absl:
   rep_->Put(kImageMetaCf, hash.Raw(), EncodeImageMeta(meta));
 }
 
+ImageWriter::ImageWriter(std::unique_ptr<PackWriter> pack) : pack_(std::move(pack)) {}
+ImageWriter::~ImageWriter() = default;
+
+absl::Status ImageWriter::Add(const Hash128& hash, const ImageMeta& meta, absl::string_view bytes,
+                              StoreWriteBatch* batch) {
+  if (meta.size != bytes.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("image ", hash.Hex(), ": metadata says ", meta.size,
+                                                   " bytes, ", bytes.size(), " given"));
+  }
+  M3SERVE_ASSIGN_OR_RETURN(PackLocation where, pack_->Append(hash, bytes));
+  batch->rep_->Put(kImageMetaCf, hash.Raw(), EncodeImageMeta(meta, &where));
+  return absl::OkStatus();
+}
+
 void StoreWriteBatch::PutTask(const TaskInfo& task) {
   rep_->Put(kCatalogCf, CatalogTaskKey(task.name), EncodeTaskInfo(task));
 }
@@ -302,9 +323,25 @@ void StoreWriteBatch::Clear() {
 // ---------------------------------------------------------------------------
 // Store
 
+// Image bytes reach the pack files before the metadata records that point at
+// them reach the memtable; a flush persists those records, so it first makes
+// the bytes durable (a power loss never leaves a record without its bytes).
+class PackSyncListener : public rocksdb::EventListener {
+ public:
+  explicit PackSyncListener(ImagePacks* packs) : packs_(packs) {}
+  void OnFlushBegin(rocksdb::DB*, const rocksdb::FlushJobInfo&) override {
+    absl::Status s = packs_->SyncWriters();  // a failure also fails the writer's next Add
+    if (!s.ok()) std::fprintf(stderr, "m3serve: %s\n", std::string(s.message()).c_str());
+  }
+
+ private:
+  ImagePacks* packs_;
+};
+
 struct Store::Impl {
   StoreOptions options;
   std::shared_ptr<rocksdb::Cache> cache;
+  std::unique_ptr<ImagePacks> packs;  // outlives db (closed first, below)
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
 
@@ -370,6 +407,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   // still leaves them consistent with each other.
   dbo.atomic_flush = true;
   dbo.info_log = std::make_shared<StderrLogger>();
+  M3SERVE_ASSIGN_OR_RETURN(impl->packs,
+                           ImagePacks::Open(options.path, options.read_only, options.pack_file_bytes));
+  dbo.listeners.push_back(std::make_shared<PackSyncListener>(impl->packs.get()));
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < kNumColumnFamilies; ++i) {
@@ -425,15 +465,26 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     if (!s.ok()) return FromRocksDbStatus(s, "write schema version");
   } else if (!gs.ok()) {
     return gs;
+  } else if (schema == kSchemaVersionWithoutPacks) {
+    if (!options.read_only) {  // this writer may add pack files: older builds must refuse it
+      s = impl->db->Put(rocksdb::WriteOptions(), impl->cf(kDefaultCf), kSchemaKey, kSchemaVersion);
+      if (!s.ok()) return FromRocksDbStatus(s, "write schema version");
+    }
   } else if (schema != kSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
-        options.path, " has store schema version ", schema, "; this build reads version ",
-        kSchemaVersion));
+        options.path, " has store schema version ", schema, "; this build reads versions ",
+        kSchemaVersionWithoutPacks, " and ", kSchemaVersion));
   }
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
 const std::string& Store::path() const { return impl_->options.path; }
+
+absl::StatusOr<std::unique_ptr<ImageWriter>> Store::NewImageWriter() {
+  if (read_only()) return absl::FailedPreconditionError("store is open read-only");
+  M3SERVE_ASSIGN_OR_RETURN(std::unique_ptr<PackWriter> pack, impl_->packs->NewWriter());
+  return std::unique_ptr<ImageWriter>(new ImageWriter(std::move(pack)));
+}
 bool Store::read_only() const { return impl_->options.read_only; }
 
 absl::Status Store::Write(StoreWriteBatch* batch) {
@@ -527,8 +578,21 @@ absl::Status Store::ForEachInstance(const std::function<bool(Instance&&)>& fn) c
 
 absl::StatusOr<std::string> Store::GetImage(const Hash128& hash) const {
   std::string v;
-  absl::Status s = impl_->Get(kImagesCf, hash.Raw(), &v, "image");
+  absl::Status s = impl_->Get(kImageMetaCf, hash.Raw(), &v, "image meta");
   if (absl::IsNotFound(s)) return absl::NotFoundError(absl::StrCat("no image ", hash.Hex()));
+  M3SERVE_RETURN_IF_ERROR(s);
+  ImageMeta meta;
+  std::optional<PackLocation> where;
+  M3SERVE_RETURN_IF_ERROR(DecodeImageMeta(v, &meta, &where));
+  if (where) {
+    std::string bytes;
+    M3SERVE_RETURN_IF_ERROR(impl_->packs->Read(*where, meta.size, hash, &bytes));
+    return bytes;
+  }
+  s = impl_->Get(kImagesCf, hash.Raw(), &v, "image");
+  if (absl::IsNotFound(s)) {
+    return absl::DataLossError(absl::StrCat("image ", hash.Hex(), " has metadata but no bytes"));
+  }
   M3SERVE_RETURN_IF_ERROR(s);
   return v;
 }
@@ -566,13 +630,44 @@ absl::Status Store::ForEachImageMeta(
 
 absl::Status Store::ForEachImage(
     const std::function<bool(const Hash128&, absl::string_view)>& fn) const {
-  return impl_->Iterate(kImagesCf, "", "",
-                        [&](absl::string_view key, absl::string_view value, bool* go_on) {
-                          auto hash = Hash128::FromRaw(key);
-                          if (!hash) return absl::DataLossError("image key is not 16 bytes");
-                          *go_on = fn(*hash, value);
-                          return absl::OkStatus();
-                        });
+  // The metadata records (with pack locations) and the images column family
+  // (bytes of schema 1 and PutImage) merged in hash order; bytes without a
+  // metadata record are visited too.
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> meta(impl_->db->NewIterator(ro, impl_->cf(kImageMetaCf)));
+  std::unique_ptr<rocksdb::Iterator> inline_bytes(impl_->db->NewIterator(ro, impl_->cf(kImagesCf)));
+  meta->SeekToFirst();
+  inline_bytes->SeekToFirst();
+  std::string bytes;
+  while (meta->Valid() || inline_bytes->Valid()) {
+    const int order = !meta->Valid()           ? 1
+                      : !inline_bytes->Valid() ? -1
+                                               : meta->key().compare(inline_bytes->key());
+    if (order >= 0) {  // bytes in the column family (with or without metadata)
+      auto hash = Hash128::FromRaw(ToView(inline_bytes->key()));
+      if (!hash) return absl::DataLossError("image key is not 16 bytes");
+      if (!fn(*hash, ToView(inline_bytes->value()))) return absl::OkStatus();
+      inline_bytes->Next();
+      if (order == 0) meta->Next();
+      continue;
+    }
+    auto hash = Hash128::FromRaw(ToView(meta->key()));
+    if (!hash) return absl::DataLossError("image meta key is not 16 bytes");
+    ImageMeta m;
+    std::optional<PackLocation> where;
+    M3SERVE_RETURN_IF_ERROR(DecodeImageMeta(ToView(meta->value()), &m, &where));
+    if (where) {  // (metadata without bytes anywhere is not visited)
+      // Bytes that do not hash to their key are handed over as they are (the
+      // caller, verify, re-hashes them); a missing file or a record that is
+      // not the image's is an error.
+      M3SERVE_RETURN_IF_ERROR(impl_->packs->Read(*where, m.size, *hash, &bytes, /*check_content=*/false));
+      if (!fn(*hash, bytes)) return absl::OkStatus();
+    }
+    meta->Next();
+  }
+  M3SERVE_RETURN_IF_ERROR(FromRocksDbStatus(meta->status(), "scan image_meta"));
+  return FromRocksDbStatus(inline_bytes->status(), "scan images");
 }
 
 absl::Status Store::DeleteImage(const Hash128& hash) {
@@ -609,19 +704,31 @@ absl::StatusOr<uint64_t> Store::SweepUnreferencedImages() {
   }));
   StoreWriteBatch batch;
   uint64_t kept = 0, deleted = 0;
-  M3SERVE_RETURN_IF_ERROR(ForEachImageMeta([&](const Hash128& h, const ImageMeta&) {
-    if (referenced.contains(h)) {
+  absl::flat_hash_set<uint64_t> live_packs;
+  M3SERVE_RETURN_IF_ERROR(impl_->Iterate(kImageMetaCf, "", "", [&](absl::string_view key, absl::string_view value,
+                                                                   bool*) -> absl::Status {
+    auto h = Hash128::FromRaw(key);
+    if (!h) return absl::DataLossError("image meta key is not 16 bytes");
+    if (referenced.contains(*h)) {
+      ImageMeta m;
+      std::optional<PackLocation> where;
+      M3SERVE_RETURN_IF_ERROR(DecodeImageMeta(value, &m, &where));
+      if (where) live_packs.insert(where->pack);
       ++kept;
     } else {
-      batch.rep_->Delete(kImagesCf, h.Raw());
-      batch.rep_->Delete(kImageMetaCf, h.Raw());
+      batch.rep_->Delete(kImagesCf, key);
+      batch.rep_->Delete(kImageMetaCf, key);
       ++deleted;
     }
-    return true;
+    return absl::OkStatus();
   }));
   batch.PutImageCount(kept);
   batch.MarkImageSweepPending(false);
   M3SERVE_RETURN_IF_ERROR(Write(&batch));
+  // The deletions are on disk before any file goes: a kill cannot bring back
+  // a record of an image whose file is gone.
+  M3SERVE_RETURN_IF_ERROR(Flush());
+  M3SERVE_RETURN_IF_ERROR(impl_->packs->RemoveUnused(live_packs).status());
   return deleted;
 }
 
@@ -737,6 +844,7 @@ absl::Status Store::ForEachProgress(
 
 absl::Status Store::Flush() {
   if (read_only()) return absl::OkStatus();
+  M3SERVE_RETURN_IF_ERROR(impl_->packs->SyncWriters());
   rocksdb::FlushOptions fo;
   return FromRocksDbStatus(impl_->db->Flush(fo, impl_->cfs), "flush");
 }
@@ -768,7 +876,7 @@ absl::Status Store::CheckFiles() const {
       M3SERVE_RETURN_IF_ERROR(check(join(b.blob_file_path, b.blob_file_name), b.blob_file_size));
     }
   }
-  return absl::OkStatus();
+  return impl_->packs->CheckFiles();
 }
 
 absl::Status Store::Checkpoint(const std::string& dir) const {
@@ -776,7 +884,8 @@ absl::Status Store::Checkpoint(const std::string& dir) const {
   rocksdb::Status s = rocksdb::Checkpoint::Create(impl_->db.get(), &raw);
   std::unique_ptr<rocksdb::Checkpoint> cp(raw);
   if (s.ok()) s = cp->CreateCheckpoint(dir);
-  return FromRocksDbStatus(s, absl::StrCat("checkpoint to ", dir));
+  M3SERVE_RETURN_IF_ERROR(FromRocksDbStatus(s, absl::StrCat("checkpoint to ", dir)));
+  return impl_->packs->LinkTo(dir);
 }
 
 absl::StatusOr<uint64_t> Store::DiskBytes() const {

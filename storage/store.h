@@ -41,6 +41,9 @@ struct StoreOptions {
   // (ingest progress included: an interrupted ingest resumes from what is on
   // disk). Call Flush() before closing. Default: false.
   bool bulk_ingest = false;
+  // Image pack files (ImageWriter) are closed and a new one begun past this
+  // size. Default: 1 GiB.
+  uint64_t pack_file_bytes = 1ull << 30;
 };
 
 // A set of writes applied atomically by Store::Write: after a crash or
@@ -53,7 +56,8 @@ class StoreWriteBatch {
   StoreWriteBatch& operator=(StoreWriteBatch&&) noexcept;
 
   void PutInstance(const Instance& instance);
-  // Store the encoded bytes under `hash` together with their metadata.
+  // Store the encoded bytes under `hash` together with their metadata, in the
+  // batch itself (small writes, tests). Bulk writers use ImageWriter.
   void PutImage(const Hash128& hash, const ImageMeta& meta, absl::string_view bytes);
   void PutTask(const TaskInfo& task);
   void PutPool(absl::string_view task, absl::string_view lang,
@@ -87,8 +91,35 @@ class StoreWriteBatch {
 
  private:
   friend class Store;
+  friend class ImageWriter;
   struct Rep;
   std::unique_ptr<Rep> rep_;
+};
+
+class ImagePacks;
+class PackWriter;
+
+// Writes images for write batches without copying their bytes into them: the
+// bytes go straight to the store's image pack files (one file of its own at a
+// time), the metadata record, naming where the bytes are, into the batch. An
+// image is in the store once that batch is written; bytes of a batch never
+// written are garbage a sweep removes (SweepUnreferencedImages). Not
+// thread-safe: one writer per thread. The Store must outlive it.
+class ImageWriter {
+ public:
+  ~ImageWriter();
+  ImageWriter(const ImageWriter&) = delete;
+  ImageWriter& operator=(const ImageWriter&) = delete;
+
+  // InvalidArgument when meta.size is not bytes.size(); ResourceExhausted when
+  // the disk is full; Unavailable on other write errors. After an error every
+  // later Add fails.
+  absl::Status Add(const Hash128& hash, const ImageMeta& meta, absl::string_view bytes, StoreWriteBatch* batch);
+
+ private:
+  friend class Store;
+  explicit ImageWriter(std::unique_ptr<PackWriter> pack);
+  std::unique_ptr<PackWriter> pack_;
 };
 
 class Store {
@@ -104,6 +135,10 @@ class Store {
 
   const std::string& path() const;
   bool read_only() const;
+
+  // A writer of image bytes for this store's batches. FailedPrecondition when
+  // read-only.
+  absl::StatusOr<std::unique_ptr<ImageWriter>> NewImageWriter();
 
   // Apply `batch` atomically (WAL on unless bulk_ingest; no fsync).
   // FailedPrecondition when read-only; ResourceExhausted when the disk is full.
@@ -133,7 +168,10 @@ class Store {
   absl::StatusOr<bool> HasImage(const Hash128& hash) const;
   // Visit (hash, metadata) of every image in hash order.
   absl::Status ForEachImageMeta(const std::function<bool(const Hash128&, const ImageMeta&)>& fn) const;
-  // Visit (hash, bytes) of every stored image in hash order. Reads all blobs.
+  // Visit (hash, bytes) of every stored image in hash order, bytes without a
+  // metadata record included. Reads all bytes; bytes that do not hash to
+  // their key are handed over as they are. DataLoss when a pack file is
+  // missing or short, or holds another image where a record points.
   absl::Status ForEachImage(const std::function<bool(const Hash128&, absl::string_view)>& fn) const;
 
   // Remove one image's bytes and metadata (operator repair; tests).
@@ -143,9 +181,11 @@ class Store {
   // True after a batch with MarkImageSweepPending(true) until a sweep ran.
   absl::StatusOr<bool> ImageSweepPending() const;
   // Delete every image no instance references, set the unique image count to
-  // what remains and clear the pending mark, in one atomic write. Reads every
-  // instance record (not the image bytes). Returns the number deleted. Must
-  // not run concurrently with other writers of instances.
+  // what remains and clear the pending mark, in one atomic write, flushed;
+  // then delete the image pack files no image is in any more. Reads every
+  // instance record (not the image bytes). Returns the number of images
+  // deleted. Must not run concurrently with other writers (of instances or
+  // images).
   absl::StatusOr<uint64_t> SweepUnreferencedImages();
 
   // Replace the image index with `index`, in one atomic write.
@@ -167,15 +207,17 @@ class Store {
   absl::Status ForEachProgress(
       const std::function<bool(absl::string_view, const FileProgress&)>& fn) const;
 
-  // Flush memtables to SST files.
+  // Flush memtables to SST files (image pack files are synced first).
   absl::Status Flush();
   // Write a consistent snapshot of the store to `dir` (must not exist), using
-  // hard links where possible. The copy opens as a normal store.
+  // hard links where possible (image pack files included). The copy opens as
+  // a normal store. No image writer may be writing.
   absl::Status Checkpoint(const std::string& dir) const;
   // Total size of the store's files on disk, in bytes.
   absl::StatusOr<uint64_t> DiskBytes() const;
   // Every data file the open store reads (SST and blob files of every column
-  // family) is still on disk with its size: DataLoss naming the first one
+  // family, and the image pack files there were at open) is still on disk
+  // with its size: DataLoss naming the first one
   // that is gone or changed. A few stat calls per file; a server calls it
   // periodically to notice a store deleted or replaced under it.
   absl::Status CheckFiles() const;

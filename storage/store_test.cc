@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -36,14 +37,24 @@ class StoreTest : public ::testing::Test {
     return s.ok() ? std::move(*s) : nullptr;
   }
 
-  // Write a small two-group store with shared images.
-  void Populate(Store* store) {
+  // Write a small two-group store with shared images: their bytes in the
+  // batch, or (`packs`) in image pack files.
+  void Populate(Store* store, bool packs = false) {
     StoreWriteBatch b;
     b.PutTask({"coco", "captioning", "MS COCO Captions", "Custom", CommercialUse::kUnknown,
                false, Modality::kImage, "en"});
     std::string img1 = "image-one-bytes", img2 = "image-two-bytes";
-    b.PutImage(ContentHash(img1), {ImageFormat::kJpeg, 4, 3, img1.size()}, img1);
-    b.PutImage(ContentHash(img2), {ImageFormat::kPng, 8, 6, img2.size()}, img2);
+    if (packs) {
+      auto w = store->NewImageWriter();
+      ASSERT_THAT(w, IsOk());
+      ASSERT_THAT((*w)->Add(ContentHash(img1), {ImageFormat::kJpeg, 4, 3, img1.size()}, img1, &b), IsOk());
+      ASSERT_THAT((*w)->Add(ContentHash(img2), {ImageFormat::kPng, 8, 6, img2.size()}, img2, &b), IsOk());
+      EXPECT_THAT((*w)->Add(ContentHash(img2), {ImageFormat::kPng, 8, 6, 1}, img2, &b),
+                  StatusIs(absl::StatusCode::kInvalidArgument));
+    } else {
+      b.PutImage(ContentHash(img1), {ImageFormat::kJpeg, 4, 3, img1.size()}, img1);
+      b.PutImage(ContentHash(img2), {ImageFormat::kPng, 8, 6, img2.size()}, img2);
+    }
     for (uint64_t i = 0; i < 5; ++i) {
       Instance x;
       x.group = {"coco", "train", "en"};
@@ -265,6 +276,110 @@ TEST_F(StoreTest, DeleteGroupThenSweepLeavesAConsistentStore) {
   EXPECT_EQ(*store->SweepUnreferencedImages(), 2u);
   EXPECT_EQ(store->ReadCatalog()->unique_images, 0u);
   EXPECT_TRUE(VerifyStore(*store)->ok());
+}
+
+size_t PackFiles(const std::filesystem::path& store) {
+  size_t n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(store / "packs", ec)) n += e.path().extension() == ".pack";
+  return n;
+}
+
+// Images in pack files read, verify, checkpoint and sweep as images in the
+// column family do, with the same digest; both kinds mix in one store.
+TEST_F(StoreTest, PackedImagesReadVerifyCheckpointAndSweepLikeInlineOnes) {
+  const std::filesystem::path inline_dir = dir_.string() + "_inline";
+  std::filesystem::remove_all(inline_dir);
+  Hash128 inline_digest;
+  {
+    auto plain = Store::Open({.path = inline_dir.string()});
+    ASSERT_THAT(plain, IsOk());
+    Populate(plain->get());
+    inline_digest = VerifyStore(**plain)->digest;
+  }
+  std::filesystem::remove_all(inline_dir);
+
+  auto opened = Store::Open({.path = dir_.string(), .pack_file_bytes = 64});  // an image per file
+  ASSERT_THAT(opened, IsOk());
+  std::unique_ptr<Store> store = std::move(*opened);
+  Populate(store.get(), /*packs=*/true);
+  EXPECT_EQ(PackFiles(dir_), 2u);
+  EXPECT_EQ(*store->GetImage(ContentHash("image-two-bytes")), "image-two-bytes");
+  EXPECT_EQ(store->GetImageMeta(ContentHash("image-one-bytes"))->width, 4u);
+  auto v = VerifyStore(*store);
+  ASSERT_THAT(v, IsOk());
+  EXPECT_TRUE(v->ok()) << v->problems[0];
+  EXPECT_EQ(v->digest, inline_digest);
+  EXPECT_EQ(v->image_bytes, 30u);
+
+  // Reopened read-only, and as a checkpoint whose source is gone.
+  ASSERT_THAT(store->Flush(), IsOk());
+  const std::string cp = dir_.string() + "_cp";
+  std::filesystem::remove_all(cp);
+  ASSERT_THAT(store->Checkpoint(cp), IsOk());
+  store.reset();
+  {
+    auto ro = Store::Open({.path = dir_.string(), .read_only = true});
+    ASSERT_THAT(ro, IsOk());
+    EXPECT_EQ(*(*ro)->GetImage(ContentHash("image-one-bytes")), "image-one-bytes");
+    EXPECT_THAT((*ro)->CheckFiles(), IsOk());
+    EXPECT_THAT((*ro)->NewImageWriter(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  }
+  {
+    std::filesystem::rename(dir_, dir_.string() + "_away");
+    auto copy = Store::Open({.path = cp, .read_only = true});
+    ASSERT_THAT(copy, IsOk());
+    EXPECT_EQ(*(*copy)->GetImage(ContentHash("image-two-bytes")), "image-two-bytes");
+    EXPECT_EQ(VerifyStore(**copy)->digest, inline_digest);
+    std::filesystem::rename(dir_.string() + "_away", dir_);
+  }
+  std::filesystem::remove_all(cp);
+
+  // A third image with its bytes in the batch: ForEachImage visits all three
+  // in hash order, whichever place holds their bytes.
+  store = std::move(*Store::Open({.path = dir_.string(), .pack_file_bytes = 64}));
+  StoreWriteBatch b;
+  b.PutImage(ContentHash("inline"), {ImageFormat::kJpeg, 1, 1, 6}, "inline");
+  ASSERT_THAT(store->Write(&b), IsOk());
+  std::vector<std::pair<Hash128, std::string>> seen;
+  ASSERT_THAT(store->ForEachImage([&](const Hash128& h, absl::string_view bytes) {
+    seen.emplace_back(h, std::string(bytes));
+    return true;
+  }), IsOk());
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  for (const auto& [h, bytes] : seen) EXPECT_EQ(ContentHash(bytes), h);
+
+  // The sweep deletes the unreferenced images and the files only they were in.
+  StoreWriteBatch drop;
+  drop.DeleteGroup({"coco", "train", "en"});
+  ASSERT_THAT(store->Write(&drop), IsOk());
+  EXPECT_EQ(*store->SweepUnreferencedImages(), 1u);  // "inline"; the validation instance uses both others
+  EXPECT_EQ(PackFiles(dir_), 2u);
+  drop.DeleteGroup({"coco", "validation", "en"});
+  ASSERT_THAT(store->Write(&drop), IsOk());
+  EXPECT_EQ(*store->SweepUnreferencedImages(), 2u);
+  EXPECT_EQ(PackFiles(dir_), 0u);
+  EXPECT_TRUE(VerifyStore(*store)->ok());
+}
+
+TEST_F(StoreTest, DamagedPackIsDataLossAndVerifyNamesTheImage) {
+  auto store = OpenRw();
+  Populate(store.get(), /*packs=*/true);
+  ASSERT_THAT(store->Flush(), IsOk());
+  const auto pack = dir_ / "packs" / "00000001.pack";
+  {
+    std::fstream f(pack, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);  // inside the last image's bytes
+    f.put('#');
+  }
+  const Hash128 last = ContentHash("image-two-bytes");
+  EXPECT_THAT(store->GetImage(last), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("do not hash")));
+  auto v = VerifyStore(*store);
+  ASSERT_THAT(v, IsOk());
+  EXPECT_THAT(v->problems, ::testing::Contains(HasSubstr("do not hash to their key")));
+  std::filesystem::remove(pack);
+  EXPECT_THAT(store->GetImage(last), StatusIs(absl::StatusCode::kDataLoss));
 }
 
 TEST_F(StoreTest, ProgressWithContentIdentityAndIngestStateRoundTrip) {

@@ -50,19 +50,19 @@ void Damage(const fs::path& path, size_t n) {
   f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
 }
 
-TEST_F(FaultTest, CorruptBlobFileIsDataLossNeverWrongBytes) {
+TEST_F(FaultTest, CorruptImagePackIsDataLossNeverWrongBytes) {
   const fs::path copy = *dir_ / "corrupt";
   fs::copy(*dir_ / "store", copy, fs::copy_options::recursive);
-  std::vector<fs::path> blobs;
-  for (const auto& e : fs::directory_iterator(copy)) {
-    if (e.path().extension() == ".blob") blobs.push_back(e.path());
+  std::vector<fs::path> packs;
+  for (const auto& e : fs::directory_iterator(copy / "packs")) {
+    if (e.path().extension() == ".pack") packs.push_back(e.path());
   }
-  ASSERT_FALSE(blobs.empty());
-  for (const auto& b : blobs) Damage(b, 4096);
+  ASSERT_FALSE(packs.empty());
+  for (const auto& p : packs) Damage(p, 4096);
 
   ServerProcess s(copy.string(), *dir_ / "corrupt_server");
   std::string err;
-  ASSERT_TRUE(s.Start(&err)) << err;  // opening does not read blobs
+  ASSERT_TRUE(s.Start(&err)) << err;  // opening does not read image bytes
   client::ClientOptions o;
   o.targets = {s.target()};
   auto c = *client::DatasetClient::Create(o);
@@ -143,7 +143,7 @@ TEST_F(FaultTest, CorruptTableFileNeverCrashes) {
 TEST_F(FaultTest, DiskFullDuringIngest) {
   const std::string want = Digest(*dir_ / "store");
   const std::string db = *dir_ / "full";
-  // A 100 KB file-size limit: the first blob file cannot be written whole.
+  // A 100 KB file-size limit: the first image pack file cannot be written whole.
   CommandResult full = RunCommand({"/usr/bin/prlimit", "--fsize=100000", "--", Bin("m3serve-admin"), "ingest",
                                    "--db", db, "--progress", "none", *dir_ / "sample/M3IT", *dir_ / "sample/M3IT-80"});
   ASSERT_EQ(full.exit_code, 1) << full.out << full.err;
