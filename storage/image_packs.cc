@@ -256,6 +256,13 @@ absl::Status ImagePacks::LinkTo(const std::string& dir) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint64_t> ImagePacks::FileBytes(uint64_t pack) const {
+  struct stat st;
+  const std::string path = FilePath(pack);
+  if (::stat(path.c_str(), &st) != 0) return IoError(errno, "stat", path);
+  return static_cast<uint64_t>(st.st_size);
+}
+
 absl::StatusOr<uint64_t> ImagePacks::RemoveUnused(const absl::flat_hash_set<uint64_t>& live) {
   if (read_only_) return absl::FailedPreconditionError("store is open read-only");
   M3SERVE_ASSIGN_OR_RETURN(auto files, List());

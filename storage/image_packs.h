@@ -14,7 +14,8 @@
 // a new writer always creates a new file, so a published checkpoint (hard
 // links) never sees them change. Bytes no record refers to any more (an image
 // deleted by a sweep, or written by a run killed before its commit) stay until
-// their whole file is unreferenced; RemoveUnused then deletes it.
+// their whole file is unreferenced; RemoveUnused then deletes it (the sweep
+// first moves the live images out of files that are mostly dead bytes).
 //
 // Storage-internal (store.cc); callers use Store and ImageWriter.
 #ifndef M3SERVE_STORAGE_IMAGE_PACKS_H_
@@ -77,6 +78,9 @@ class ImagePacks {
   // Delete the pack files whose number is not in `live` and that no open
   // writer is writing. Returns the number of files deleted.
   absl::StatusOr<uint64_t> RemoveUnused(const absl::flat_hash_set<uint64_t>& live);
+
+  // The size of one pack file now.
+  absl::StatusOr<uint64_t> FileBytes(uint64_t pack) const;
 
   const std::string& dir() const { return dir_; }
   std::string FilePath(uint64_t pack) const;

@@ -12,6 +12,7 @@
 #include <optional>
 #include <system_error>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -702,18 +703,28 @@ absl::StatusOr<uint64_t> Store::SweepUnreferencedImages() {
     referenced.insert(x.images.begin(), x.images.end());
     return true;
   }));
+  // Visit every image record as (hash, meta, pack location if any).
+  auto for_each_record = [&](const std::function<absl::Status(const Hash128&, absl::string_view key, const ImageMeta&,
+                                                              const std::optional<PackLocation>&)>& fn) {
+    return impl_->Iterate(kImageMetaCf, "", "",
+                          [&](absl::string_view key, absl::string_view value, bool*) -> absl::Status {
+                            auto h = Hash128::FromRaw(key);
+                            if (!h) return absl::DataLossError("image meta key is not 16 bytes");
+                            ImageMeta m;
+                            std::optional<PackLocation> where;
+                            M3SERVE_RETURN_IF_ERROR(DecodeImageMeta(value, &m, &where));
+                            return fn(*h, key, m, where);
+                          });
+  };
+  // 1. Delete the records of unreferenced images; count the live bytes of
+  // every pack file.
   StoreWriteBatch batch;
   uint64_t kept = 0, deleted = 0;
-  absl::flat_hash_set<uint64_t> live_packs;
-  M3SERVE_RETURN_IF_ERROR(impl_->Iterate(kImageMetaCf, "", "", [&](absl::string_view key, absl::string_view value,
-                                                                   bool*) -> absl::Status {
-    auto h = Hash128::FromRaw(key);
-    if (!h) return absl::DataLossError("image meta key is not 16 bytes");
-    if (referenced.contains(*h)) {
-      ImageMeta m;
-      std::optional<PackLocation> where;
-      M3SERVE_RETURN_IF_ERROR(DecodeImageMeta(value, &m, &where));
-      if (where) live_packs.insert(where->pack);
+  absl::flat_hash_map<uint64_t, uint64_t> live_bytes;
+  M3SERVE_RETURN_IF_ERROR(for_each_record([&](const Hash128& h, absl::string_view key, const ImageMeta& m,
+                                              const std::optional<PackLocation>& where) {
+    if (referenced.contains(h)) {
+      if (where) live_bytes[where->pack] += ImagePacks::kRecordHeaderBytes + m.size;
       ++kept;
     } else {
       batch.rep_->Delete(kImagesCf, key);
@@ -722,13 +733,43 @@ absl::StatusOr<uint64_t> Store::SweepUnreferencedImages() {
     }
     return absl::OkStatus();
   }));
+  M3SERVE_RETURN_IF_ERROR(Write(&batch));
+  // 2. Compact: the live images of a pack file that is mostly dead bytes
+  // (images deleted here or earlier, bytes of killed runs) move to a new
+  // file, one image in memory at a time, so that file can go too.
+  absl::flat_hash_set<uint64_t> compact;
+  for (const auto& [pack, bytes] : live_bytes) {
+    absl::StatusOr<uint64_t> size = impl_->packs->FileBytes(pack);
+    if (size.ok() && bytes < *size / 2) compact.insert(pack);
+  }
+  if (!compact.empty()) {
+    M3SERVE_ASSIGN_OR_RETURN(std::unique_ptr<ImageWriter> writer, NewImageWriter());
+    std::string bytes;
+    M3SERVE_RETURN_IF_ERROR(for_each_record([&](const Hash128& h, absl::string_view, const ImageMeta& m,
+                                                const std::optional<PackLocation>& where) -> absl::Status {
+      if (!where || !compact.contains(where->pack) || !referenced.contains(h)) return absl::OkStatus();
+      M3SERVE_RETURN_IF_ERROR(impl_->packs->Read(*where, m.size, h, &bytes));
+      M3SERVE_RETURN_IF_ERROR(writer->Add(h, m, bytes, &batch));
+      if (batch.ApproximateBytes() >= (1u << 20)) return Write(&batch);
+      return absl::OkStatus();
+    }));
+    M3SERVE_RETURN_IF_ERROR(Write(&batch));
+  }
+  // 3. The deletions and moves are on disk before any file goes (a kill
+  // cannot bring back a record of an image whose file is gone); then every
+  // file no record points into is deleted.
+  M3SERVE_RETURN_IF_ERROR(Flush());
+  absl::flat_hash_set<uint64_t> live_packs;
+  M3SERVE_RETURN_IF_ERROR(for_each_record([&](const Hash128&, absl::string_view, const ImageMeta&,
+                                              const std::optional<PackLocation>& where) {
+    if (where) live_packs.insert(where->pack);
+    return absl::OkStatus();
+  }));
+  M3SERVE_RETURN_IF_ERROR(impl_->packs->RemoveUnused(live_packs).status());
+  // 4. Only now the mark goes: a run killed before this sweeps again.
   batch.PutImageCount(kept);
   batch.MarkImageSweepPending(false);
   M3SERVE_RETURN_IF_ERROR(Write(&batch));
-  // The deletions are on disk before any file goes: a kill cannot bring back
-  // a record of an image whose file is gone.
-  M3SERVE_RETURN_IF_ERROR(Flush());
-  M3SERVE_RETURN_IF_ERROR(impl_->packs->RemoveUnused(live_packs).status());
   return deleted;
 }
 

@@ -180,12 +180,13 @@ class Store {
   absl::StatusOr<std::optional<std::string>> GetIngestState(absl::string_view name) const;
   // True after a batch with MarkImageSweepPending(true) until a sweep ran.
   absl::StatusOr<bool> ImageSweepPending() const;
-  // Delete every image no instance references, set the unique image count to
-  // what remains and clear the pending mark, in one atomic write, flushed;
-  // then delete the image pack files no image is in any more. Reads every
-  // instance record (not the image bytes). Returns the number of images
-  // deleted. Must not run concurrently with other writers (of instances or
-  // images).
+  // Delete every image no instance references; move the images of pack files
+  // that are mostly unreferenced bytes to a new file; flush, delete the pack
+  // files no image is in any more; then set the unique image count to what
+  // remains and clear the pending mark (a kill before that sweeps again).
+  // Reads every instance record and image metadata record, and the bytes of
+  // moved images only. Returns the number of images deleted. Must not run
+  // concurrently with other writers (of instances or images).
   absl::StatusOr<uint64_t> SweepUnreferencedImages();
 
   // Replace the image index with `index`, in one atomic write.

@@ -363,6 +363,57 @@ TEST_F(StoreTest, PackedImagesReadVerifyCheckpointAndSweepLikeInlineOnes) {
   EXPECT_TRUE(VerifyStore(*store)->ok());
 }
 
+// The sweep moves the live images out of a pack file that is mostly dead
+// bytes, and leaves a file that is mostly live alone.
+TEST_F(StoreTest, SweepCompactsMostlyDeadPackFiles) {
+  auto store = OpenRw();
+  std::vector<std::string> images;
+  for (int i = 0; i < 8; ++i) images.push_back(std::string(1000, static_cast<char>('a' + i)));
+  StoreWriteBatch b;
+  {
+    auto first = *store->NewImageWriter();  // file 1: images 0-3
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_THAT(first->Add(ContentHash(images[i]), {ImageFormat::kJpeg, 1, 1, 1000}, images[i], &b), IsOk());
+    }
+  }
+  {
+    auto second = *store->NewImageWriter();  // file 2: images 4-7
+    for (int i = 4; i < 8; ++i) {
+      ASSERT_THAT(second->Add(ContentHash(images[i]), {ImageFormat::kJpeg, 1, 1, 1000}, images[i], &b), IsOk());
+    }
+  }
+  b.PutTask({"coco", "captioning", "MS COCO Captions", "Custom", CommercialUse::kUnknown, false, Modality::kImage,
+             "en"});
+  // File 1 keeps one image of four (mostly dead), file 2 three of four.
+  const std::vector<int> used = {2, 4, 5, 6};
+  for (uint64_t k = 0; k < used.size(); ++k) {
+    Instance x;
+    x.group = {"coco", "train", "en"};
+    x.ordinal = k;
+    x.outputs = "caption";
+    x.images = {ContentHash(images[used[k]])};
+    b.PutInstance(x);
+  }
+  b.PutCount({"coco", "train", "en"}, used.size());
+  b.MarkImageSweepPending(true);
+  ASSERT_THAT(store->Write(&b), IsOk());
+  ASSERT_EQ(PackFiles(dir_), 2u);
+
+  EXPECT_EQ(*store->SweepUnreferencedImages(), 4u);
+  EXPECT_FALSE(*store->ImageSweepPending());
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "packs" / "00000001.pack"));  // compacted away
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "packs" / "00000002.pack"));   // mostly live: kept
+  EXPECT_EQ(PackFiles(dir_), 2u);  // file 2 and the new one
+  for (int i : used) EXPECT_EQ(*store->GetImage(ContentHash(images[i])), images[i]);
+  auto v = VerifyStore(*store);
+  ASSERT_THAT(v, IsOk());
+  EXPECT_TRUE(v->ok()) << v->problems[0];
+  EXPECT_EQ(v->images, 4u);
+  // Nothing left to do: a second sweep changes nothing.
+  EXPECT_EQ(*store->SweepUnreferencedImages(), 0u);
+  EXPECT_EQ(PackFiles(dir_), 2u);
+}
+
 TEST_F(StoreTest, DamagedPackIsDataLossAndVerifyNamesTheImage) {
   auto store = OpenRw();
   Populate(store.get(), /*packs=*/true);
