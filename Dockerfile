@@ -15,18 +15,21 @@ RUN BUILD_TYPE=Release ./scripts/build.sh \
  && (cd build && ctest --output-on-failure -LE integration) \
  && cmake --install build --prefix /opt/m3serve \
  && deploy/runtime_libs.sh /opt/m3serve-libs /opt/m3serve/bin/m3serve-server /opt/m3serve/bin/m3serve-admin \
-      /opt/m3serve/bin/m3serve-client
+      /opt/m3serve/bin/m3serve-client /opt/m3serve/lib/m3serve/m3serve-image-codecs.so
 
 # --- runtime: bookworm-slim plus only the shared libraries the binaries load -----
 FROM debian:bookworm-slim AS runtime
 COPY --from=build /opt/m3serve-libs/ /usr/local/lib/m3serve/
+# The admin tool's image codec plugin, where it looks: <bin>/../lib/m3serve.
+COPY --from=build /opt/m3serve/lib/m3serve/m3serve-image-codecs.so /usr/local/lib/m3serve/
 COPY --from=build /opt/m3serve/bin/m3serve-server /opt/m3serve/bin/m3serve-admin /opt/m3serve/bin/m3serve-client \
      /usr/local/bin/
 COPY --from=build /opt/m3serve/share/m3serve/ /usr/local/share/m3serve/
 # The runtime-library check, here in the build: every binary finds every
 # library it needs in this stage, and runs.
 RUN echo /usr/local/lib/m3serve > /etc/ld.so.conf.d/m3serve.conf && ldconfig \
- && ! ldd /usr/local/bin/m3serve-server /usr/local/bin/m3serve-admin /usr/local/bin/m3serve-client | grep "not found" \
+ && ! ldd /usr/local/bin/m3serve-server /usr/local/bin/m3serve-admin /usr/local/bin/m3serve-client \
+        /usr/local/lib/m3serve/m3serve-image-codecs.so | grep "not found" \
  && m3serve-server --help > /dev/null && m3serve-admin --help > /dev/null && m3serve-client --help > /dev/null \
  && groupadd --system --gid 10001 m3serve \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin m3serve

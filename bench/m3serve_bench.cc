@@ -6,10 +6,6 @@
 //       flag the target allows), resize to cover W x H, centre crop, BGR->RGB,
 //       over the store's images held in memory, N threads: the decode limit.
 //       Written here with OpenCV alone, not with the server's decoder.
-//   parse-limit   --threads N FILE...
-//       The CPU limit of ingest: every line of the files parsed with simdjson and
-//       every image string base64-decoded, on N threads, nothing checked or
-//       written. Each file is mapped once; thread t takes lines t, t+N, ...
 //   store-read    --db DIR [--seconds S]
 //       Read every image's bytes straight from the store in a tight loop.
 //   stream        --target T [--streams K] [--slow F] [--images decoded|encoded]
@@ -47,6 +43,7 @@
 #include <simdjson.h>
 
 #include "absl/strings/str_cat.h"
+#include "bench/bench_clock.h"
 #include "client/dataset_client.h"
 #include "common/base64.h"
 #include "common/cli.h"
@@ -59,15 +56,10 @@
 namespace {
 
 using namespace m3serve;  // NOLINT
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::CpuSeconds;
+using bench::Seconds;
 
-double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-double CpuSeconds() {
-  rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -144,99 +136,6 @@ bool BareOpenCvFill(const std::string& bytes, const storage::ImageMeta& meta, in
   cv::cvtColor(scaled(cv::Rect((scaled.cols - cw) / 2, (scaled.rows - ch) / 2, cw, ch)),
                out(cv::Rect((width - cw) / 2, (height - ch) / 2, cw, ch)), cv::COLOR_BGR2RGB);
   return true;
-}
-
-// The base64 strings under `key` ("a" or "a.b"): a string or a list of them.
-void DecodeImagesAt(simdjson::dom::object row, absl::string_view key, std::string* scratch,
-                    uint64_t* images, uint64_t* bytes) {
-  simdjson::dom::element e;
-  const size_t dot = key.find('.');
-  if (dot != absl::string_view::npos) {
-    simdjson::dom::object sub;
-    if (row[std::string_view(key.data(), dot)].get_object().get(sub)) return;
-    return DecodeImagesAt(sub, key.substr(dot + 1), scratch, images, bytes);
-  }
-  if (row[std::string_view(key.data(), key.size())].get(e)) return;
-  auto one = [&](simdjson::dom::element v) {
-    std::string_view s;
-    if (v.get_string().get(s)) return;
-    if (Base64Decode(absl::string_view(s.data(), s.size()), scratch).ok()) {
-      ++*images;
-      *bytes += scratch->size();
-    }
-  };
-  simdjson::dom::array arr;
-  if (!e.get_array().get(arr)) {
-    for (simdjson::dom::element v : arr) one(v);
-  } else {
-    one(e);
-  }
-}
-
-int ParseLimit(int argc, char** argv) {
-  int64_t threads = 2;
-  FlagSet f("m3serve-bench parse-limit --threads N FILE...", "parse + base64-decode every line, write nothing");
-  f.Int("threads", &threads, "threads");
-  std::vector<std::string> files;
-  if (!f.Parse(argc, argv, 2, &files).ok() || files.empty() || threads < 1) {
-    return Usage("parse-limit: bad flags");
-  }
-  std::atomic<uint64_t> lines{0}, images{0}, decoded{0}, raw{0};
-  const auto t0 = Clock::now();
-  const double cpu0 = CpuSeconds();
-  for (const std::string& path : files) {
-    int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0) return Usage("parse-limit: cannot open " + path);
-    struct stat st;
-    ::fstat(fd, &st);
-    const size_t size = static_cast<size_t>(st.st_size);
-    raw += size;
-    if (size == 0) {
-      ::close(fd);
-      continue;
-    }
-    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    if (map == MAP_FAILED) return Usage("parse-limit: cannot map " + path);
-    const char* data = static_cast<const char*>(map);
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] {
-        simdjson::dom::parser parser;
-        std::string scratch;
-        uint64_t my_lines = 0, my_images = 0, my_bytes = 0, index = 0;
-        for (size_t pos = 0; pos < size; ++index) {
-          const char* nl = static_cast<const char*>(std::memchr(data + pos, '\n', size - pos));
-          const size_t end = nl ? static_cast<size_t>(nl - data) : size;
-          if (index % threads == static_cast<uint64_t>(t) && end > pos) {
-            simdjson::dom::object row;
-            if (!parser.parse(data + pos, end - pos).get_object().get(row)) {
-              for (absl::string_view key : ingest::ImageKeys()) {
-                const uint64_t before = my_images;
-                DecodeImagesAt(row, key, &scratch, &my_images, &my_bytes);
-                if (my_images != before) break;
-              }
-            }
-            ++my_lines;
-          }
-          pos = end + 1;
-        }
-        lines += my_lines;
-        images += my_images;
-        decoded += my_bytes;
-      });
-    }
-    for (auto& th : pool) th.join();
-    ::munmap(map, size);
-  }
-  const double secs = Seconds(t0, Clock::now());
-  JsonWriter w;
-  w.BeginObject().Key("lines").Uint(lines).Key("images").Uint(images).Key("decoded_bytes").Uint(decoded)
-      .Key("jsonl_bytes").Uint(raw).Key("seconds").Double(secs)
-      .Key("mb_per_second").Double(raw / 1e6 / secs).Key("cpu_seconds").Double(CpuSeconds() - cpu0)
-      .Key("threads").Int(threads).EndObject();
-  std::cout << w.str() << std::endl;
-  return 0;
 }
 
 int DecodeLimit(int argc, char** argv) {
@@ -556,10 +455,9 @@ int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "decode-limit") return DecodeLimit(argc, argv);
   if (cmd == "store-read") return StoreRead(argc, argv);
-  if (cmd == "parse-limit") return ParseLimit(argc, argv);
   if (cmd == "stream") return Stream(argc, argv);
   if (cmd == "first-batch") return FirstBatch(argc, argv);
   if (cmd == "random-access") return RandomAccess(argc, argv);
-  std::fprintf(stderr, "usage: m3serve-bench decode-limit|parse-limit|store-read|stream|random-access [flags]\n");
+  std::fprintf(stderr, "usage: m3serve-bench decode-limit|store-read|stream|random-access [flags]\n");
   return 2;
 }

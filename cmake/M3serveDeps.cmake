@@ -20,6 +20,13 @@ if(NOT TARGET m3serve::opencv)
   target_include_directories(m3serve_opencv SYSTEM INTERFACE ${OPENCV_INCLUDE_DIR})
   target_link_libraries(m3serve_opencv INTERFACE
     ${OPENCV_imgcodecs_LIBRARY} ${OPENCV_imgproc_LIBRARY} ${OPENCV_core_LIBRARY})
+  # core and imgproc alone: imgcodecs loads some 140 libraries at process
+  # start (0.15-0.25 s); the admin tool reaches it through a plugin
+  # (ingest/image_codecs.h).
+  add_library(m3serve_opencv_core INTERFACE)
+  add_library(m3serve::opencv_core ALIAS m3serve_opencv_core)
+  target_include_directories(m3serve_opencv_core SYSTEM INTERFACE ${OPENCV_INCLUDE_DIR})
+  target_link_libraries(m3serve_opencv_core INTERFACE ${OPENCV_imgproc_LIBRARY} ${OPENCV_core_LIBRARY})
 endif()
 
 if(M3SERVE_BUILD_TESTS)

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <vector>
 
-#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgcodecs.hpp>  // the IMREAD_ flags only: decoding is in the plugin
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -19,6 +19,7 @@
 #include "common/image_probe.h"
 #include "common/json_writer.h"
 #include "common/status_macros.h"
+#include "ingest/image_codecs.h"
 #include "ingest/source_file.h"
 
 namespace m3serve::ingest {
@@ -280,16 +281,15 @@ absl::StatusOr<ImagePtr> DecodeImage(absl::string_view base64, const ImageCheckO
   M3SERVE_RETURN_IF_ERROR(CheckImageComplete(info, blob->bytes));
   const bool needs_decode = info.width == 0 || options.full_decode;
   if (needs_decode && info.format != ImageFormat::kGif) {
-    cv::Mat raw(1, static_cast<int>(blob->bytes.size()), CV_8UC1, blob->bytes.data());
     int flags = info.width == 0 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_REDUCED_GRAYSCALE_8;
-    cv::Mat img = cv::imdecode(raw, flags);
-    if (img.empty()) {
+    M3SERVE_ASSIGN_OR_RETURN(auto size, DecodeImageSize(blob->bytes, flags));
+    if (!size) {
       return absl::InvalidArgumentError(absl::StrCat(
           "not a decodable image: OpenCV cannot decode this ", ImageFormatName(info.format)));
     }
     if (info.width == 0) {
-      info.width = static_cast<uint32_t>(img.cols);
-      info.height = static_cast<uint32_t>(img.rows);
+      info.width = static_cast<uint32_t>(size->first);
+      info.height = static_cast<uint32_t>(size->second);
     }
   }
   blob->hash = ContentHash(blob->bytes);

@@ -14,6 +14,7 @@
 #include "common/hash.h"
 #include "common/json_writer.h"
 #include "common/status_macros.h"
+#include "ingest/image_codecs.h"
 
 namespace m3serve::ingest {
 namespace {
@@ -74,13 +75,11 @@ class Generator {
     m.convertTo(wide, CV_16SC3);
     wide += noise;
     wide.convertTo(m, CV_8UC3);
-    std::vector<uchar> buf;
-    if (png) {
-      cv::imencode(".png", m, buf, {cv::IMWRITE_PNG_COMPRESSION, 3});
-    } else {
-      cv::imencode(".jpg", m, buf, {cv::IMWRITE_JPEG_QUALITY, o_.jpeg_quality});
-    }
-    std::string bytes(buf.begin(), buf.end());
+    // Run() loaded the codecs first, so this does not fail for want of them.
+    absl::StatusOr<std::vector<uchar>> buf =
+        png ? EncodeImage(".png", m, {cv::IMWRITE_PNG_COMPRESSION, 3})
+            : EncodeImage(".jpg", m, {cv::IMWRITE_JPEG_QUALITY, o_.jpeg_quality});
+    std::string bytes = buf.ok() ? std::string(buf->begin(), buf->end()) : std::string();
     return {Base64Encode(bytes), ContentHash(bytes)};
   }
 
@@ -574,6 +573,7 @@ absl::StatusOr<SampleResult> Generator::Run() {
   if (o_.image_width < 16 || o_.image_height < 16) {
     return absl::InvalidArgumentError("--image-size must be at least 16x16");
   }
+  M3SERVE_RETURN_IF_ERROR(LoadImageCodecs().status());
   const fs::path out(o_.out);
   std::error_code ec;
   fs::create_directories(out, ec);
