@@ -441,7 +441,7 @@ absl::Status Pipeline::StoreImages(WorkItem* item, storage::ImageWriter* images)
         M3SERVE_RETURN_IF_ERROR(images->Add(img->hash, img->meta, img->bytes, &batch));
         ++item->new_images;
       }
-      d.images.clear();  // the bytes are in the batch; the writer needs the hashes only
+      d.images.clear();  // the bytes are in the pack file; the writer needs the hashes only
     }
   }
   if (batch.Count() == 0) return absl::OkStatus();

@@ -13,6 +13,7 @@
 #include "common/base64.h"
 #include "common/hash.h"
 #include "common/json_writer.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "ingest/image_codecs.h"
 
@@ -75,11 +76,13 @@ class Generator {
     m.convertTo(wide, CV_16SC3);
     wide += noise;
     wide.convertTo(m, CV_8UC3);
-    // Run() loaded the codecs first, so this does not fail for want of them.
+    // Run() loaded the codecs first, so this does not fail for want of them;
+    // OpenCV refusing an 8-bit BGR image would be a bug, never an empty image.
     absl::StatusOr<std::vector<uchar>> buf =
         png ? EncodeImage(".png", m, {cv::IMWRITE_PNG_COMPRESSION, 3})
             : EncodeImage(".jpg", m, {cv::IMWRITE_JPEG_QUALITY, o_.jpeg_quality});
-    std::string bytes = buf.ok() ? std::string(buf->begin(), buf->end()) : std::string();
+    M3_CHECK(buf.ok()) << buf.status();
+    std::string bytes(buf->begin(), buf->end());
     return {Base64Encode(bytes), ContentHash(bytes)};
   }
 

@@ -105,12 +105,6 @@ absl::Status BuildInstance(const Dataset& dataset, const storage::Instance& x,
       return absl::DataLossError(absl::StrCat("instance ", x.Id(), " image ", i, " (", hash.Hex(),
                                               "): ", bytes.status().message()));
     }
-    // Never serve wrong bytes as good: a corrupt store is DATA_LOSS (XXH3-128
-    // runs at memory speed, far below the cost of sending the bytes).
-    if (ContentHash(*bytes) != hash) {
-      return absl::DataLossError(absl::StrCat("instance ", x.Id(), " image ", i, " (", hash.Hex(),
-                                              "): stored bytes do not match their hash (corrupt store)"));
-    }
     if (options.images == ImageMode::kEncoded) {
       img->set_format(FormatToProto(meta->format));
       img->set_width(meta->width);

@@ -30,7 +30,8 @@ class InstanceReader {
   // Instances in request order, each with its own status (NotFound when absent).
   virtual std::vector<absl::StatusOr<storage::Instance>> MultiGetInstances(
       const std::vector<InstanceKey>& keys) const = 0;
-  // NotFound when the image is absent.
+  // NotFound when the image is absent. GetImage returns only bytes that hash
+  // to `hash` (DataLoss otherwise: storage::Store::GetImage checks them).
   virtual absl::StatusOr<storage::ImageMeta> GetImageMeta(const Hash128& hash) const = 0;
   virtual absl::StatusOr<std::string> GetImage(const Hash128& hash) const = 0;
   // Visit every instance (in key order) until `fn` returns false.

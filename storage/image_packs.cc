@@ -137,6 +137,17 @@ absl::StatusOr<int> ImagePacks::ReadFd(uint64_t pack) const {
 absl::Status ImagePacks::Read(const PackLocation& where, uint64_t size, const Hash128& hash,
                               std::string* out, bool check_content) const {
   M3SERVE_ASSIGN_OR_RETURN(int fd, ReadFd(where.pack));
+  // A corrupt record's size must not become an allocation: the record has to
+  // fit in the file.
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return IoError(errno, "stat", FilePath(where.pack));
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  if (where.offset > file_size || size > file_size - where.offset ||
+      kRecordHeaderBytes > file_size - where.offset - size) {
+    return absl::DataLossError(absl::StrCat("image pack ", FilePath(where.pack), " (", file_size,
+                                            " bytes) ends before the ", size, " bytes of image ", hash.Hex(),
+                                            " at offset ", where.offset));
+  }
   char header[kRecordHeaderBytes];
   out->resize(size);
   struct iovec iov[2] = {{header, sizeof(header)}, {out->data(), size}};
@@ -213,8 +224,15 @@ void ImagePacks::Unregister(PackWriter* w) {
   writers_.erase(w);
 }
 
+void ImagePacks::RecordCloseError(const absl::Status& s) {
+  if (s.ok()) return;
+  std::lock_guard<std::mutex> lock(writers_mu_);
+  if (close_error_.ok()) close_error_ = s;
+}
+
 absl::Status ImagePacks::SyncWriters() {
   std::lock_guard<std::mutex> lock(writers_mu_);
+  M3SERVE_RETURN_IF_ERROR(close_error_);
   for (PackWriter* w : writers_) M3SERVE_RETURN_IF_ERROR(w->Sync());
   return absl::OkStatus();
 }
@@ -290,9 +308,13 @@ absl::StatusOr<uint64_t> ImagePacks::RemoveUnused(const absl::flat_hash_set<uint
 // ---------------------------------------------------------------------------
 
 PackWriter::~PackWriter() {
-  packs_->Unregister(this);
-  std::lock_guard<std::mutex> lock(mu_);
-  CloseFile().IgnoreError();  // a failed sync here is reported by the next flush's
+  packs_->Unregister(this);  // first: SyncWriters locks writers_mu_, then a writer's mu_
+  absl::Status closed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed = CloseFile();
+  }
+  packs_->RecordCloseError(closed);
 }
 
 uint64_t PackWriter::pack() const {

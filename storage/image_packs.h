@@ -67,7 +67,9 @@ class ImagePacks {
   // read-only.
   absl::StatusOr<std::unique_ptr<PackWriter>> NewWriter();
   // Make everything the open writers wrote durable (fdatasync), before a
-  // RocksDB flush persists the records that point at it.
+  // RocksDB flush persists the records that point at it. Also the error of a
+  // writer whose file failed to sync when it was closed (kept, so Store::Flush
+  // at the end of an ingest reports it).
   absl::Status SyncWriters();
 
   // Every pack file seen at open is still there, at least as long as it was:
@@ -76,7 +78,8 @@ class ImagePacks {
   // Hard-link (copy across file systems) every pack file into `dir`/packs.
   absl::Status LinkTo(const std::string& dir) const;
   // Delete the pack files whose number is not in `live` and that no open
-  // writer is writing. Returns the number of files deleted.
+  // writer is writing. Returns the number of files deleted. No other thread
+  // may be reading (their read descriptors are closed).
   absl::StatusOr<uint64_t> RemoveUnused(const absl::flat_hash_set<uint64_t>& live);
 
   // The size of one pack file now.
@@ -95,6 +98,7 @@ class ImagePacks {
   absl::StatusOr<int> ReadFd(uint64_t pack) const;
   void Register(PackWriter* w);
   void Unregister(PackWriter* w);
+  void RecordCloseError(const absl::Status& s);
 
   const std::string dir_;
   const bool read_only_;
@@ -107,6 +111,7 @@ class ImagePacks {
 
   std::mutex writers_mu_;
   std::set<PackWriter*> writers_;
+  absl::Status close_error_;  // the first failed sync of a closed writer
 };
 
 // Appends records to pack files of its own; not thread-safe (one per thread).

@@ -153,6 +153,12 @@ TEST_F(ImagePacksTest, DamageIsDataLossNamingTheFile) {
   // Without the content check the bytes are handed over, as they are on disk.
   ASSERT_THAT(packs->Read(wa, a.size(), ContentHash(a), &out, /*check_content=*/false), IsOk());
   EXPECT_EQ(out[100], 'X');
+  // A size no record can have (a corrupt metadata record): refused before any
+  // buffer of that size is made.
+  EXPECT_THAT(packs->Read(wb, uint64_t{1} << 62, ContentHash(b), &out),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("ends before")));
+  EXPECT_THAT(packs->Read({wb.pack, uint64_t{1} << 62}, b.size(), ContentHash(b), &out),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("ends before")));
   // Cut short: b ends past the end of the file.
   fs::resize_file(path, wb.offset + 100);
   EXPECT_THAT(packs->Read(wb, b.size(), ContentHash(b), &out),

@@ -595,6 +595,9 @@ absl::StatusOr<std::string> Store::GetImage(const Hash128& hash) const {
     return absl::DataLossError(absl::StrCat("image ", hash.Hex(), " has metadata but no bytes"));
   }
   M3SERVE_RETURN_IF_ERROR(s);
+  if (ContentHash(v) != hash) {
+    return absl::DataLossError(absl::StrCat("image ", hash.Hex(), ": the stored bytes do not hash to it (corrupt)"));
+  }
   return v;
 }
 

@@ -160,7 +160,9 @@ class Store {
   // Visit every instance in key order until `fn` returns false.
   absl::Status ForEachInstance(const std::function<bool(Instance&&)>& fn) const;
 
-  // The encoded bytes of an image. NotFound when absent.
+  // The encoded bytes of an image, checked against their hash: NotFound when
+  // absent, DataLoss naming the damage when the bytes stored are not the
+  // image's (never wrong bytes). Callers need not re-hash.
   absl::StatusOr<std::string> GetImage(const Hash128& hash) const;
   // Image metadata. NotFound when absent.
   absl::StatusOr<ImageMeta> GetImageMeta(const Hash128& hash) const;

@@ -431,6 +431,11 @@ TEST_F(StoreTest, DamagedPackIsDataLossAndVerifyNamesTheImage) {
   EXPECT_THAT(v->problems, ::testing::Contains(HasSubstr("do not hash to their key")));
   std::filesystem::remove(pack);
   EXPECT_THAT(store->GetImage(last), StatusIs(absl::StatusCode::kDataLoss));
+  // Bytes kept in the batch are checked the same way.
+  StoreWriteBatch b;
+  b.PutImage(ContentHash("inline"), {ImageFormat::kJpeg, 1, 1, 6}, "INLINE");
+  ASSERT_THAT(store->Write(&b), IsOk());
+  EXPECT_THAT(store->GetImage(ContentHash("inline")), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("do not hash")));
 }
 
 TEST_F(StoreTest, ProgressWithContentIdentityAndIngestStateRoundTrip) {
