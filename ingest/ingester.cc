@@ -113,8 +113,8 @@ class Pipeline {
   void ReadFile(JobState* js, uint64_t* seq);
   void WorkerLoop();
   void ProcessLines(WorkItem* item, dom::parser* parser);
-  void RecycleBuffer(std::string* buf);
-  std::string SpareBuffer();
+  void RecycleBuffer(ChunkBuffer* buf);
+  ChunkBuffer SpareBuffer();
   absl::Status StoreImages(WorkItem* item, storage::ImageWriter* images);
   absl::Status WriteItem(WorkItem* item, IngestReport* report);
   absl::Status Commit(bool force);
@@ -140,7 +140,7 @@ class Pipeline {
   bool reader_done_ = false;
   bool abort_ = false;
   size_t inflight_bytes_ = 0, inflight_items_ = 0;
-  std::vector<std::string> spare_buffers_;  // emptied chunk buffers for the reader
+  std::vector<ChunkBuffer> spare_buffers_;  // emptied chunk buffers for the reader
 
   // Reader-thread state.
   std::map<std::string, absl::StatusOr<std::shared_ptr<const TaskAux>>> aux_cache_;
@@ -396,19 +396,18 @@ void Pipeline::ProcessLines(WorkItem* item, dom::parser* parser) {
 // multi-megabyte buffer per chunk costs a page fault per 4 KiB touched. A few
 // are kept (the read-ahead limit bounds how many are in use); a buffer grown
 // for one huge line is freed.
-void Pipeline::RecycleBuffer(std::string* buf) {
-  std::string b = std::move(*buf);
-  *buf = std::string();
+void Pipeline::RecycleBuffer(ChunkBuffer* buf) {
+  ChunkBuffer b = std::move(*buf);
   if (b.capacity() > 2 * options_.chunk_bytes + (1u << 20)) return;
   b.clear();
   std::lock_guard<std::mutex> lock(mu_);
   if (spare_buffers_.size() < static_cast<size_t>(2 * workers_ + 2)) spare_buffers_.push_back(std::move(b));
 }
 
-std::string Pipeline::SpareBuffer() {
+ChunkBuffer Pipeline::SpareBuffer() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (spare_buffers_.empty()) return std::string();
-  std::string b = std::move(spare_buffers_.back());
+  if (spare_buffers_.empty()) return ChunkBuffer();
+  ChunkBuffer b = std::move(spare_buffers_.back());
   spare_buffers_.pop_back();
   return b;
 }

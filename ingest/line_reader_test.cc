@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <random>
+
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -87,6 +89,110 @@ TEST(LineReaderTest, LongLinesAcrossBufferRefills) {
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0].text, big);
   EXPECT_EQ(lines[1].text, big);
+}
+
+// What the reader must produce, written the plain way: a BOM at the start is
+// dropped, lines end at '\n', a last line may lack it, one trailing '\r' is
+// not part of a line, and a line of more than `max` bytes (its '\r'
+// counted) is oversize.
+std::vector<ReadLine> Expected(const std::string& content, uint64_t max) {
+  std::vector<ReadLine> out;
+  size_t pos = content.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
+  uint64_t number = 0;
+  while (pos < content.size()) {
+    size_t nl = content.find('\n', pos);
+    size_t end = nl == std::string::npos ? content.size() : nl;
+    std::string line = content.substr(pos, end - pos);
+    if (line.size() > max) {
+      out.push_back({"", ++number, line.size()});
+    } else {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      out.push_back({line, ++number, 0});
+    }
+    pos = end + 1;
+  }
+  return out;
+}
+
+// Property: for random files (BOM or not, CRLF, empty lines, long and
+// oversize lines, a missing last newline) and random chunk targets, line
+// limits and maximum line sizes, the reader yields exactly the plain split,
+// chunks cover the file without gap or overlap, and the fingerprint is the
+// content hash, also when resumed at any chunk's end.
+TEST(LineReaderTest, PropertyMatchesAPlainSplitForRandomFilesAndChunkings) {
+  TempDir dir;
+  std::mt19937_64 rng(20261202);
+  for (int round = 0; round < 60; ++round) {
+    std::string content = rng() % 4 == 0 ? "\xEF\xBB\xBF" : "";
+    const int lines = static_cast<int>(rng() % 40);
+    for (int i = 0; i < lines; ++i) {
+      size_t len = 0;
+      switch (rng() % 5) {
+        case 0: len = 0; break;
+        case 1: len = rng() % 16; break;
+        case 2: len = rng() % 2000; break;
+        case 3: len = rng() % (300 << 10); break;
+        default: len = rng() % 100; break;
+      }
+      for (size_t k = 0; k < len; ++k) content.push_back(static_cast<char>('a' + (k + i) % 26));
+      if (rng() % 3 == 0) content.push_back('\r');
+      if (i + 1 < lines || rng() % 2 == 0) content.push_back('\n');
+    }
+    const uint64_t max = rng() % 3 == 0 ? 1 + rng() % 1000 : (rng() % 2 ? 200 << 10 : 1 << 30);
+    const size_t target = 1 + rng() % (rng() % 2 ? 4096 : 1 << 20);
+    const size_t max_lines = 1 + rng() % 8;
+    SCOPED_TRACE(::testing::Message() << "round " << round << " bytes " << content.size() << " max " << max
+                                      << " target " << target << " max_lines " << max_lines);
+    auto p = dir.path() / ("r" + std::to_string(round) + ".jsonl");
+    WriteFile(p, content);
+    const std::vector<ReadLine> want = Expected(content, max);
+    ChainedContentHash whole_hash;
+    whole_hash.Update(content);
+
+    auto r = LineReader::Open(p.string(), 0, 0, max);
+    ASSERT_THAT(r, IsOk());
+    std::vector<ReadLine> got;
+    std::vector<LineChunk> chunks;
+    uint64_t offset = 0;
+    while (!(*r)->eof()) {
+      LineChunk c;
+      ASSERT_THAT((*r)->Next(target, max_lines, &c), IsOk());
+      ASSERT_EQ(c.start_offset, offset);
+      ASSERT_LE(c.lines.size(), max_lines);
+      ASSERT_GE(c.buf.size(), kLinePadding);
+      offset = c.end_offset;
+      for (const auto& l : c.lines) got.push_back({std::string(c.text(l)), l.number, l.oversize});
+      if (!c.lines.empty()) chunks.push_back(c);
+    }
+    EXPECT_EQ(offset, content.size());
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_EQ(got[i].number, want[i].number) << i;
+      ASSERT_EQ(got[i].oversize, want[i].oversize) << i;
+      ASSERT_EQ(got[i].text, want[i].text) << i;
+    }
+    ASSERT_THAT((*r)->FinishUnchanged(), IsOk());
+    EXPECT_EQ(*(*r)->FinishUnchanged(), ContentFingerprint(whole_hash));
+
+    if (chunks.empty()) continue;
+    const LineChunk& stop = chunks[rng() % chunks.size()];
+    LineReader::HashResume resume{stop.hash_chain, stop.hash_offset};
+    auto rest = LineReader::Open(p.string(), stop.end_offset, stop.lines.back().number, max, &resume);
+    ASSERT_THAT(rest, IsOk());
+    std::vector<ReadLine> tail;
+    LineChunk c;
+    while (!(*rest)->eof()) {
+      ASSERT_THAT((*rest)->Next(target, max_lines, &c), IsOk());
+      for (const auto& l : c.lines) tail.push_back({std::string(c.text(l)), l.number, l.oversize});
+    }
+    const size_t skipped = static_cast<size_t>(stop.lines.back().number);
+    ASSERT_EQ(tail.size(), want.size() - skipped);
+    for (size_t i = 0; i < tail.size(); ++i) {
+      ASSERT_EQ(tail[i].number, want[skipped + i].number);
+      ASSERT_EQ(tail[i].text, want[skipped + i].text);
+    }
+    EXPECT_EQ(*(*rest)->FinishUnchanged(), ContentFingerprint(whole_hash));
+  }
 }
 
 TEST(LineReaderTest, ErrorsNameThePath) {
