@@ -24,6 +24,7 @@
 #include "common/status_macros.h"
 #include "ingest/english_rows.h"
 #include "ingest/instruction_pool.h"
+#include "ingest/job_inputs.h"
 #include "ingest/line_reader.h"
 #include "ingest/rejects_file.h"
 #include "ingest/source_check.h"
@@ -73,6 +74,9 @@ struct JobState {
   SourceStat stat;                       // when the reader opened the file
   int64_t opened_ns = 0;
   storage::FileProgress progress;  // owned by the writer after the first item
+  // The side files as this run found them (PlanSources), recorded with the
+  // file's progress.
+  std::vector<storage::SideFileState> side_files;
 };
 
 struct LineResult {
@@ -216,9 +220,7 @@ void Pipeline::PrepareInstructions(JobState* js) {
 
 absl::Status Pipeline::PrepareJob(JobState* js) {
   const FileJob& job = *js->job;
-  js->mapping = job.format == RowFormat::kM3it80Translated ? Mapping::kTranslated
-                : job.format == RowFormat::kCanonical     ? Mapping::kGeneric
-                                                          : MappingForTask(job.group.task, job.variant);
+  js->mapping = MappingOf(job);
   if (js->mapping == Mapping::kImagenet || js->mapping == Mapping::kSs) {
     // Every row of the task may need its class table: a defective one rejects
     // the file (with the side file named), never maps rows without it.
@@ -623,6 +625,8 @@ absl::Status Pipeline::WriteItem(WorkItem* item, IngestReport* report) {
     p.prefix_hash = item->chunk.prefix_hash;
   }
   RecordStat(js.stat, js.opened_ns, &p);
+  p.side_known = true;
+  p.side_files = js.side_files;
   if (!item->file_error.empty()) {
     // A read error part-way: keep what was read, leave the file resumable.
     reject(p.line + 1, item->file_error);
@@ -711,6 +715,7 @@ absl::Status PlanSources(storage::Store* store, const IngestOptions& options,
   const int64_t now = WallClockNs();
   storage::StoreWriteBatch batch;
   std::map<storage::GroupKey, std::vector<JobState*>> restart;  // group -> its changed files
+  SideFileIdentities sides(options.verify_sources, now);
   for (JobState& js : *jobs) {
     const FileJob& job = *js.job;
     M3SERVE_ASSIGN_OR_RETURN(std::optional<storage::FileProgress> stored,
@@ -723,13 +728,32 @@ absl::Status PlanSources(storage::Store* store, const IngestOptions& options,
       continue;
     }
     js.decision = std::move(*d);
+    // A side file that changed since the file's rows were made changes them
+    // as the file itself would. Records from before side files were recorded
+    // have nothing to compare with: they take the side files as they are.
+    const bool side_known = stored.has_value() && stored->side_known;
+    js.side_files = sides.Current(job, side_known ? stored->side_files : std::vector<storage::SideFileState>{});
+    if (side_known && (js.decision.action == SourceDecision::kSkip ||
+                       js.decision.action == SourceDecision::kResume)) {
+      std::string change = SideFilesChange(job, stored->side_files, js.side_files);
+      if (!change.empty()) {
+        js.decision.action = SourceDecision::kRestartGroup;
+        js.decision.why = std::move(change);
+      }
+    }
     switch (js.decision.action) {
       case SourceDecision::kStart: js.report->status = FileStatus::kIngested; break;
       case SourceDecision::kResume: js.report->status = FileStatus::kResumed; break;
-      case SourceDecision::kSkip:
+      case SourceDecision::kSkip: {
         js.report->status = FileStatus::kAlreadyIngested;
-        if (js.decision.refresh) batch.PutProgress(job.ProgressKey(), js.decision.progress);
+        storage::FileProgress record = js.decision.refresh ? js.decision.progress : *stored;
+        if (js.decision.refresh || !side_known || record.side_files != js.side_files) {
+          record.side_known = true;
+          record.side_files = js.side_files;
+          batch.PutProgress(job.ProgressKey(), record);
+        }
         break;
+      }
       case SourceDecision::kRestartGroup:
         restart[job.group].push_back(&js);
         break;
@@ -767,6 +791,13 @@ absl::Status PlanSources(storage::Store* store, const IngestOptions& options,
     batch.DeleteGroup(group);
     for (const std::string& key : keys) batch.DeleteProgress(key);
     batch.MarkImageSweepPending(true);
+    for (JobState* m : members) {
+      // The task's pool becomes what its file holds now (instructions are
+      // drawn from it when served); otherwise the rows' pools merge in.
+      for (const PoolFile& pool : m->job->pools) {
+        if (const auto* list = sides.LoadedPool(pool.path, group.task)) batch.PutPool(group.task, pool.lang, *list);
+      }
+    }
     for (JobState* m : members) {
       const std::string why = m->decision.why;
       m->decision = SourceDecision{};

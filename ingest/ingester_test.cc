@@ -186,6 +186,78 @@ TEST_F(IngesterTest, FileChangedBetweenRunsIsReingested) {
   EXPECT_EQ(Verify(db).digest, CleanDigest("clean2"));
 }
 
+// An instruction pool is part of its files' identity. Edited between runs:
+// every group that uses it is ingested again and the task's pool becomes
+// exactly the new one (instructions are drawn from it when served), so the
+// store equals a clean ingest. Rewritten with the same instructions: nothing
+// is read again.
+TEST_F(IngesterTest, ChangedInstructionPoolReingestsItsGroups) {
+  WriteFile(gqa_ / "train.jsonl", Rows(0, 8));
+  WriteFile(gqa_ / "validation.jsonl", Rows(100, 103));
+  const fs::path db = Db("db");
+  ASSERT_THAT(Run(db), IsOk());
+
+  WriteFile(gqa_ / "instruction.json", "[\"Answer briefly.\"]");
+  auto r = Run(db);
+  ASSERT_THAT(r, IsOk());
+  for (const char* f : {"train.jsonl", "validation.jsonl"}) {
+    EXPECT_EQ(File(*r, f).status, FileStatus::kReingested) << f;
+    EXPECT_THAT(File(*r, f).note, HasSubstr("its instruction pool data/vqa/gqa/instruction.json changed"));
+  }
+  EXPECT_EQ(r->rows, 11u);
+  EXPECT_EQ(r->ExitCode(), 0);
+  {
+    auto store = storage::Store::Open({.path = db.string(), .read_only = true});
+    ASSERT_THAT(store, IsOk());
+    auto catalog = (*store)->ReadCatalog();
+    ASSERT_THAT(catalog, IsOk());
+    EXPECT_EQ(catalog->pools.at({"gqa", "en"}), std::vector<std::string>{"Answer briefly."});
+  }
+  EXPECT_EQ(Verify(db).digest, CleanDigest("clean"));
+
+  WriteFile(gqa_ / "instruction.json", "[ \"Answer briefly.\" ]\n");
+  auto same = Run(db);
+  ASSERT_THAT(same, IsOk());
+  EXPECT_EQ(File(*same, "train.jsonl").status, FileStatus::kAlreadyIngested);
+  EXPECT_EQ(same->rows, 0u);
+}
+
+// Progress records written before side files were recorded have nothing to
+// compare with: the next run takes the side files as they are and records
+// them, without ingesting anything again; from then on a change counts.
+TEST_F(IngesterTest, ProgressWithoutSideFilesIsCompletedWithoutReingest) {
+  WriteFile(gqa_ / "train.jsonl", Rows(0, 5));
+  const fs::path db = Db("db");
+  ASSERT_THAT(Run(db), IsOk());
+  auto forget_side_files = [&] {
+    auto store = storage::Store::Open({.path = db.string()});
+    ASSERT_THAT(store, IsOk());
+    storage::StoreWriteBatch batch;
+    ASSERT_THAT((*store)->ForEachProgress([&](absl::string_view key, const storage::FileProgress& p) {
+      storage::FileProgress old = p;
+      EXPECT_TRUE(old.side_known);
+      old.side_known = false;
+      old.side_files.clear();
+      batch.PutProgress(key, old);
+      return true;
+    }),
+                IsOk());
+    ASSERT_THAT((*store)->Write(&batch), IsOk());
+  };
+  forget_side_files();
+  WriteFile(gqa_ / "instruction.json", "[\"Answer briefly.\"]");
+  auto upgraded = Run(db);
+  ASSERT_THAT(upgraded, IsOk());
+  EXPECT_EQ(File(*upgraded, "train.jsonl").status, FileStatus::kAlreadyIngested);
+  EXPECT_EQ(upgraded->rows, 0u);
+
+  WriteFile(gqa_ / "instruction.json", "[\"Answer in one word.\"]");
+  auto changed = Run(db);
+  ASSERT_THAT(changed, IsOk());
+  EXPECT_EQ(File(*changed, "train.jsonl").status, FileStatus::kReingested);
+  EXPECT_EQ(Verify(db).digest, CleanDigest("clean"));
+}
+
 // Same size and modification time, other bytes: the quick check trusts the
 // stat; --verify-sources re-hashes and finds the change. A file only touched
 // is re-hashed once, found unchanged, and skipped.

@@ -7,12 +7,17 @@
 #include "absl/strings/str_cat.h"
 
 namespace m3serve::ingest {
+bool StatTrusted(const SourceStat& now, uint64_t size, int64_t mtime_ns, uint64_t inode,
+                 uint64_t device, int64_t checked_ns) {
+  const bool same = now.size == size && now.mtime_ns == mtime_ns && now.inode == inode &&
+                    now.device == device;
+  return same && checked_ns > 0 && mtime_ns + kRacyNs < checked_ns;
+}
+
 namespace {
 
 bool QuickCheckPasses(const SourceStat& now, const storage::FileProgress& p) {
-  const bool same = now.size == p.size && now.mtime_ns == p.mtime_ns && now.inode == p.inode &&
-                    now.device == p.device;
-  return same && p.checked_ns > 0 && p.mtime_ns + kRacyNs < p.checked_ns;
+  return StatTrusted(now, p.size, p.mtime_ns, p.inode, p.device, p.checked_ns);
 }
 
 }  // namespace

@@ -46,6 +46,12 @@ absl::StatusOr<SourceDecision> DecideSource(const std::string& path,
                                             const std::optional<storage::FileProgress>& stored,
                                             bool verify, int64_t now_ns);
 
+// The quick check, for source and side files alike: `now` has the recorded
+// size, modification time, inode and device, and the record was taken more
+// than kRacyNs after that modification (else the content must be read).
+bool StatTrusted(const SourceStat& now, uint64_t size, int64_t mtime_ns, uint64_t inode,
+                 uint64_t device, int64_t checked_ns);
+
 // Record `stat`, seen at `checked_ns`, in `progress`.
 void RecordStat(const SourceStat& stat, int64_t checked_ns, storage::FileProgress* progress);
 

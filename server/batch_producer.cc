@@ -1,5 +1,7 @@
 #include "server/batch_producer.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -32,7 +34,11 @@ BatchProducer::BatchProducer(const Dataset* dataset, std::shared_ptr<const Strea
 BatchProducer::~BatchProducer() {
   // Tasks hold the producer alive, so nothing runs now; what is left goes back.
   budget_->Add(-held_);
-  budget_->StreamEnded();
+  chunks_.clear();
+  // The last stream's producer gone (a cancelled stream's can outlive its
+  // RPC until its running tasks stop): give the heap's free memory back to
+  // the OS, now that the built messages are freed.
+  if (budget_->StreamEnded()) malloc_trim(0);
 }
 
 void BatchProducer::Start(std::function<void()> wake) {

@@ -133,9 +133,12 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     }
     svc_->metrics_->StreamEnded();
     svc_->ReleaseIdentityStream(identity_);
-    // The last stream gone: give the heap's free memory back to the OS.
-    if (--svc_->active_streams_ == 0) malloc_trim(0);
+    // The last stream gone: give the heap's free memory back to the OS once
+    // this reactor's own is freed too (its producer trims again if its tasks
+    // outlive it).
+    const bool last = --svc_->active_streams_ == 0;
     delete this;
+    if (last) malloc_trim(0);
   }
 
  private:

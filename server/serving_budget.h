@@ -38,7 +38,8 @@ class ServingBudget {
   }
   // Streams drawing on the budget (each registers for its lifetime).
   void StreamStarted() { ++streams_; }
-  void StreamEnded() { --streams_; }
+  // True when the stream that ended was the last.
+  bool StreamEnded() { return --streams_ == 0; }
   int streams() const { return streams_.load(); }
   // One stream's share: the budget divided among the streams, within
   // [kMinShare, kMaxShare].

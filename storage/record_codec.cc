@@ -239,6 +239,18 @@ std::string EncodeFileProgress(const FileProgress& p) {
   w.Varint(p.hash_offset);
   w.Raw(p.prefix_hash.Raw());
   w.Varint(p.changed ? 1 : 0);
+  if (p.side_known) {
+    w.Varint(p.side_files.size());
+    for (const SideFileState& f : p.side_files) {
+      w.Str(f.role);
+      w.Raw(f.identity.Raw());
+      w.Varint(f.size);
+      w.Varint(static_cast<uint64_t>(f.mtime_ns));
+      w.Varint(f.inode);
+      w.Varint(f.device);
+      w.Varint(static_cast<uint64_t>(f.checked_ns));
+    }
+  }
   return w.Take();
 }
 
@@ -261,6 +273,24 @@ absl::Status DecodeFileProgress(absl::string_view value, FileProgress* p) {
         p->hash_chain = *Hash128::FromRaw(chain);
         p->prefix_hash = *Hash128::FromRaw(prefix);
         p->changed = changed != 0;
+        if (!r.AtEnd()) {
+          uint64_t n = 0;
+          if (r.Varint(&n) && r.Check(n <= value.size(), "side file count")) {
+            p->side_known = true;
+            p->side_files.resize(n);
+            for (SideFileState& f : p->side_files) {
+              absl::string_view identity;
+              uint64_t fmtime = 0, fchecked = 0;
+              if (!(r.Str(&f.role) && r.Raw(16, &identity) && r.Varint(&f.size) && r.Varint(&fmtime) &&
+                    r.Varint(&f.inode) && r.Varint(&f.device) && r.Varint(&fchecked))) {
+                break;
+              }
+              f.identity = *Hash128::FromRaw(identity);
+              f.mtime_ns = static_cast<int64_t>(fmtime);
+              f.checked_ns = static_cast<int64_t>(fchecked);
+            }
+          }
+        }
       }
     }
   }

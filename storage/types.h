@@ -124,6 +124,21 @@ struct ImageIndex {
 };
 
 // Ingest progress of one source file, committed atomically with its rows.
+// A side file the rows of a source file depend on (an instruction pool, a
+// class table, M3IT-80's English rows), as the ingest saw it: its identity
+// (a hash of what the ingest takes from it, or of "absent") and its stat, so
+// a re-run whose stat matches trusts the identity without reading the file.
+struct SideFileState {
+  std::string role;  // stable per source file: "pool:en:instructions.json", "labels.json", ...
+  Hash128 identity;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  uint64_t inode = 0;
+  uint64_t device = 0;
+  int64_t checked_ns = 0;
+  bool operator==(const SideFileState&) const = default;
+};
+
 struct FileProgress {
   std::string fingerprint;  // content identity of the whole file, set once complete
   uint64_t offset = 0;      // bytes consumed (start of the next unread line)
@@ -150,6 +165,10 @@ struct FileProgress {
   // The file changed while it was read: its rows are stale, and the next run
   // ingests its group again.
   bool changed = false;
+  // The side files its rows were made with; side_known is false in records
+  // written before side files were recorded (nothing to compare with).
+  bool side_known = false;
+  std::vector<SideFileState> side_files;
   bool operator==(const FileProgress&) const = default;
 };
 
