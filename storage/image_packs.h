@@ -141,6 +141,7 @@ class PackWriter {
   uint64_t pack_ = 0;
   uint64_t size_ = 0;
   uint64_t written_back_ = 0;  // bytes handed to the disk (sync_file_range)
+  uint64_t synced_ = 0;        // bytes made durable (fdatasync)
   absl::Status failed_;
 };
 
