@@ -380,9 +380,8 @@ absl::StatusOr<PackLocation> PackWriter::Append(const Hash128& hash, absl::strin
   if (size_ - synced_ >= kSyncBytes) {
     // And make them durable as we go: sync_file_range only hands bytes to
     // the device, and the sync after the last write still has to flush all
-    // that its cache holds, however early they were handed over (on the
-    // benchmark VM that flush costs as much at a tenth of the write rate).
-    // Syncing every kSyncBytes on the way leaves little for the end. The
+    // that its cache holds, however early they were handed over. Syncing
+    // every kSyncBytes on the way leaves little for the end. The
     // writer waits for its own sync while the other threads use the core.
     if (::fdatasync(fd_) != 0 && errno != EINVAL && errno != EROFS) {
       return failed_ = IoError(errno, "sync", packs_->FilePath(pack_));
