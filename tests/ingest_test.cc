@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -196,11 +197,18 @@ TEST_F(IngestIntegrationTest, KilledIngestResumesToTheSameStore) {
                                     "--image-check", "decode", big + "/M3IT", big + "/M3IT-80"};
   };
   const std::string clean_db = Db("clean");
-  auto t0 = std::chrono::steady_clock::now();
-  CommandResult clean = RunCommand(ingest_args(clean_db));
-  ASSERT_EQ(clean.exit_code, 3) << clean.out << clean.err;
-  const double clean_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  // Kill points are spread over the clean run's time: the shorter of two
+  // clean runs (a loaded machine slows one of them), made shorter again below
+  // whenever a run ends before its kill point.
+  double clean_ms = 0;
+  for (int run = 0; run < 2; ++run) {
+    fs::remove_all(clean_db);
+    auto t0 = std::chrono::steady_clock::now();
+    CommandResult clean = RunCommand(ingest_args(clean_db));
+    ASSERT_EQ(clean.exit_code, 3) << clean.out << clean.err;
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    clean_ms = run == 0 ? ms : std::min(clean_ms, ms);
+  }
   const std::string want = Digest(clean_db);
   const std::string want_rejects = ReadFile(clean_db + "/rejects.jsonl");
   ASSERT_FALSE(want_rejects.empty());
@@ -219,6 +227,8 @@ TEST_F(IngestIntegrationTest, KilledIngestResumesToTheSameStore) {
         child.Kill(SIGKILL);
         CommandResult r = child.Wait();
         if (r.signal == SIGKILL) ++killed;
+      } else {
+        clean_ms *= 0.85;  // it ran faster than the base: later points come earlier
       }
     }
     CommandResult resumed = RunCommand(ingest_args(db));
