@@ -14,6 +14,7 @@
 #include <opencv2/core.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -222,9 +223,25 @@ void Server::Shutdown(absl::Duration deadline) {
     M3_LOG(WARNING) << service_->active_streams() << " streams still running after the drain deadline; cancelling them";
   }
   service_->EndDrain();
+  // The teardown limit runs on its own thread: gRPC's Shutdown below blocks
+  // until every cancelled call is complete.
+  absl::Notification stopped;
+  std::thread overrun;
+  if (options_.on_teardown_overrun) {
+    overrun = std::thread([this, &stopped] {
+      if (stopped.WaitForNotificationWithTimeout(options_.teardown_limit)) return;
+      M3_LOG(WARNING) << "gRPC has not completed the calls it cancels "
+                      << absl::FormatDuration(options_.teardown_limit)
+                      << " after the drain deadline (--teardown-ms); ending now";
+      service_->AuditUnfinishedStreams();
+      options_.on_teardown_overrun();
+    });
+  }
   // Whatever is left (unary calls, late streams) gets a short grace period.
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   grpc_server_->Wait();
+  stopped.Notify();
+  if (overrun.joinable()) overrun.join();
   // Reactors are gone; let the worker pool finish what they left queued.
   pool_.reset();
 }

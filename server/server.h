@@ -7,6 +7,7 @@
 #ifndef M3SERVE_SERVER_SERVER_H_
 #define M3SERVE_SERVER_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,14 @@ struct ServerOptions {
   // Largest request message accepted. Default 4 MiB.
   int max_receive_message_bytes = 4 << 20;
   ServiceOptions service;
+  // Called when gRPC has not finished the calls it cancels within
+  // `teardown_limit` of the drain deadline (a client that stopped reading can
+  // keep a write pending; under load gRPC has taken seconds to complete it).
+  // Before the call, every stream not yet ended gets its audit line. The
+  // server binary exits there: its store is read-only, so nothing is lost.
+  // Unset: Shutdown waits for gRPC however long it takes.
+  std::function<void()> on_teardown_overrun;
+  absl::Duration teardown_limit = absl::Milliseconds(600);
 };
 
 class Server {

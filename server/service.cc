@@ -77,6 +77,10 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
       : svc_(svc), identity_(identity), peer_(ctx->peer()), start_(std::chrono::steady_clock::now()) {
     svc_->metrics_->StreamStarted();
     {
+      std::lock_guard<std::mutex> lock(svc_->streams_mu_);
+      svc_->streams_.insert(this);
+    }
+    {
       absl::MutexLock lock(&mu_);
       absl::Status s = Setup(*req, FairKey{identity ? identity->name : "", svc->next_stream_id_++});
       if (!s.ok()) {
@@ -116,16 +120,11 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
 
   void OnDone() override {
     {
+      std::lock_guard<std::mutex> streams_lock(svc_->streams_mu_);
+      svc_->streams_.erase(this);
       absl::MutexLock lock(&mu_);
       done_ = true;
-      const double secs =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-      // The audit line: who asked for what and received how much of which licenses.
-      M3_LOG(INFO) << "stream end peer=" << peer_ << " identity=" << IdentityName()
-                   << Describe(settings_.selection) << " licenses=[" << absl::StrJoin(licenses_, "|")
-                   << "] instances=" << sent_instances_ << " bytes=" << sent_bytes_
-                   << " seconds=" << secs << " status="
-                   << (final_status_.ok() ? "OK" : final_status_.ToString());
+      if (!audited_) AuditLocked(final_status_);
     }
     if (producer_) {
       producer_->Detach();  // no wake reaches this reactor from now on
@@ -141,7 +140,25 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
     if (last) malloc_trim(0);
   }
 
+  // The teardown limit is reached before this stream is done (the caller
+  // holds the service's streams_mu_).
+  void AuditCut() {
+    absl::MutexLock lock(&mu_);
+    if (!audited_) AuditLocked(absl::CancelledError("cut by the server at the end of its drain"));
+  }
+
  private:
+  // The audit line: who asked for what and received how much of which
+  // licenses. One per stream.
+  void AuditLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    audited_ = true;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    M3_LOG(INFO) << "stream end peer=" << peer_ << " identity=" << IdentityName()
+                 << Describe(settings_.selection) << " licenses=[" << absl::StrJoin(licenses_, "|")
+                 << "] instances=" << sent_instances_ << " bytes=" << sent_bytes_ << " seconds=" << secs
+                 << " status=" << (status.ok() ? "OK" : status.ToString());
+  }
+
   absl::Status Setup(const v1::StreamRequest& req, const FairKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     StreamCaller caller;
     if (identity_ != nullptr) caller = {&identity_->entitlement, identity_->name};
@@ -235,6 +252,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool audited_ ABSL_GUARDED_BY(mu_) = false;
   bool first_message_ ABSL_GUARDED_BY(mu_) = true;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
   uint64_t sent_instances_ ABSL_GUARDED_BY(mu_) = 0;
@@ -245,6 +263,11 @@ DatasetServiceImpl::DatasetServiceImpl(const Dataset* dataset, WorkerPool* pool,
                                        ServiceOptions options)
     : dataset_(dataset), pool_(pool), metrics_(metrics), options_(std::move(options)),
       budget_(options_.prefetch_budget_bytes) {}
+
+void DatasetServiceImpl::AuditUnfinishedStreams() {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  for (StreamReactor* r : streams_) r->AuditCut();
+}
 
 grpc::ServerUnaryReactor* DatasetServiceImpl::FinishUnary(grpc::CallbackServerContext* ctx,
                                                           const absl::Status& s) {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <cstdint>
 #include <string>
 
@@ -43,6 +44,8 @@ struct ServiceOptions {
   std::shared_ptr<const TokenTable> tokens;
 };
 
+class StreamReactor;
+
 class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
  public:
   // `dataset`, `pool` and `metrics` must outlive the service.
@@ -70,6 +73,10 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
   // The drain deadline passed: streams still running are cut by the server
   // (their log lines say so, not "the client stopped").
   void EndDrain() { cutting_ = true; }
+  // Write the audit line of every stream that has not ended yet, as cut by
+  // the server: for a process that exits before gRPC has finished cancelling
+  // them (Server's teardown limit). Those streams log no second line.
+  void AuditUnfinishedStreams();
 
  private:
   friend class StreamReactor;
@@ -101,6 +108,10 @@ class DatasetServiceImpl final : public v1::DatasetService::CallbackService {
   std::map<std::string, int> identity_streams_;
   ServingBudget budget_;
   std::atomic<uint64_t> next_stream_id_{0};
+  // Streams not yet done (for AuditUnfinishedStreams). Lock order: streams_mu_
+  // before a stream's own mutex.
+  std::mutex streams_mu_;
+  std::set<StreamReactor*> streams_;
 };
 
 }  // namespace m3serve::server

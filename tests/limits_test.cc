@@ -55,6 +55,16 @@ class LimitsTest : public ::testing::Test {
     EXPECT_TRUE(c.ok());
     return std::move(*c);
   }
+  // `n` streams of large decoded batches whose client reads one message and
+  // then stops: the server's next writes stay pending.
+  static void StallStreams(client::DatasetClient& c, int n,
+                           std::vector<std::unique_ptr<client::InstanceStream>>* streams) {
+    for (int i = 0; i < n; ++i) {
+      streams->push_back(c.Stream(Decoded(512, 512, 4096)));
+      v1::InstanceBatch b;
+      ASSERT_TRUE(*streams->back()->Next(&b));
+    }
+  }
   static v1::StreamRequest Decoded(uint32_t w, uint32_t h, uint32_t batch = 8) {
     v1::StreamRequest r;
     r.set_batch_size(batch);
@@ -209,11 +219,7 @@ TEST_F(LimitsTest, DrainEndsInTimeWhateverClientsDo) {
   ASSERT_TRUE(server.Start(&err)) << err;
   auto c = Client(server);
   std::vector<std::unique_ptr<client::InstanceStream>> streams;
-  for (int i = 0; i < 3; ++i) {
-    streams.push_back(c->Stream(Decoded(512, 512, 4096)));
-    v1::InstanceBatch b;
-    ASSERT_TRUE(*streams.back()->Next(&b));
-  }
+  ASSERT_NO_FATAL_FAILURE(StallStreams(*c, 3, &streams));
   const auto t0 = std::chrono::steady_clock::now();
   CommandResult r = server.Stop(SIGTERM);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -227,6 +233,30 @@ TEST_F(LimitsTest, DrainEndsInTimeWhateverClientsDo) {
   EXPECT_THAT(server.log(), HasSubstr("cut by the server at the end of its drain"));
   EXPECT_THAT(server.log(), ::testing::Not(HasSubstr("the client stopped receiving")));
   RecordProperty("exit_ms", static_cast<int>(secs * 1000));
+}
+
+// The teardown limit: when gRPC has not completed the calls it cancels by
+// then, the process exits anyway (0), and every stream it cut still has its
+// one audit line. A zero limit makes the overrun certain: the stalled streams'
+// writes are pending when the drain ends.
+TEST_F(LimitsTest, TeardownLimitEndsTheProcessWithEveryCutStreamAudited) {
+  ServerProcess server(Db(), *dir_ / "teardown", {"--drain-seconds", "0", "--teardown-ms", "0"});
+  std::string err;
+  ASSERT_TRUE(server.Start(&err)) << err;
+  auto c = Client(server);
+  std::vector<std::unique_ptr<client::InstanceStream>> streams;
+  ASSERT_NO_FATAL_FAILURE(StallStreams(*c, 3, &streams));
+  CommandResult r = server.Stop(SIGTERM);
+  EXPECT_EQ(r.exit_code, 0) << server.log();
+  const std::string log = server.log();
+  EXPECT_THAT(log, HasSubstr("ending now"));
+  auto count = [&](const std::string& what) {
+    int n = 0;
+    for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("stream end peer="), 3) << log;
+  EXPECT_EQ(count("status=CANCELLED: cut by the server at the end of its drain"), 3) << log;
 }
 
 // GetInstances responses hold the server's budget only until gRPC is done
