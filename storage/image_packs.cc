@@ -23,8 +23,6 @@ namespace fs = std::filesystem;
 constexpr char kFileMagic[] = "M3PACK01";
 constexpr char kRecordMagic[] = "M3IR";
 constexpr char kSuffix[] = ".pack";
-constexpr uint64_t kWriteBackBytes = 4 << 20;
-constexpr uint64_t kSyncBytes = 32 << 20;
 
 absl::Status IoError(int err, absl::string_view what, const std::string& path) {
   std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
@@ -76,7 +74,60 @@ ImagePacks::ImagePacks(std::string dir, bool read_only, uint64_t file_bytes)
     : dir_(std::move(dir)), read_only_(read_only), file_bytes_(file_bytes) {}
 
 ImagePacks::~ImagePacks() {
+  {
+    std::lock_guard<std::mutex> lock(bg_mu_);
+    bg_stop_ = true;
+  }
+  bg_cv_.notify_all();
+  if (bg_.joinable()) bg_.join();  // it finishes what it was given
   for (auto& [pack, fd] : fds_) ::close(fd);
+}
+
+void ImagePacks::InBackground(int fd, uint64_t pack, uint64_t from, uint64_t to, Background what) {
+  {
+    std::unique_lock<std::mutex> lock(bg_mu_);
+    if (!bg_.joinable()) bg_ = std::thread([this] { BackgroundLoop(); });
+    bg_cv_.wait(lock, [&] { return bg_queue_.size() < kMaxBackground; });
+    const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return;  // only the early start is lost: SyncWriters and the close still sync
+    bg_queue_.push_back({dup, pack, from, to, what});
+    ++bg_requested_;
+  }
+  bg_cv_.notify_all();
+}
+
+size_t ImagePacks::BackgroundPending() {
+  std::lock_guard<std::mutex> lock(bg_mu_);
+  return static_cast<size_t>(bg_requested_ - bg_done_);
+}
+
+void ImagePacks::BackgroundLoop() {
+  std::unique_lock<std::mutex> lock(bg_mu_);
+  while (true) {
+    bg_cv_.wait(lock, [&] { return bg_stop_ || !bg_queue_.empty(); });
+    if (bg_queue_.empty()) return;  // stopping, and nothing left
+    const Request r = bg_queue_.front();
+    bg_queue_.pop_front();
+    bg_cv_.notify_all();  // room for a waiting writer
+    lock.unlock();
+    absl::Status s;
+    if (r.what == Background::kWriteBack) {
+      ::sync_file_range(r.fd, static_cast<off_t>(r.from), static_cast<off_t>(r.to - r.from), SYNC_FILE_RANGE_WRITE);
+    } else if (::fdatasync(r.fd) != 0 && errno != EINVAL && errno != EROFS) {
+      s = IoError(errno, "sync", FilePath(r.pack));
+    }
+    ::close(r.fd);
+    RecordCloseError(s);
+    lock.lock();
+    ++bg_done_;
+    bg_cv_.notify_all();
+  }
+}
+
+void ImagePacks::WaitForBackground() {
+  std::unique_lock<std::mutex> lock(bg_mu_);
+  const uint64_t target = bg_requested_;
+  bg_cv_.wait(lock, [&] { return bg_done_ >= target; });
 }
 
 absl::StatusOr<std::unique_ptr<ImagePacks>> ImagePacks::Open(const std::string& store_dir, bool read_only,
@@ -232,6 +283,9 @@ void ImagePacks::RecordCloseError(const absl::Status& s) {
 }
 
 absl::Status ImagePacks::SyncWriters() {
+  // A background sync that failed has consumed the file's error: it is in
+  // close_error_ once the requests are done.
+  WaitForBackground();
   std::lock_guard<std::mutex> lock(writers_mu_);
   M3SERVE_RETURN_IF_ERROR(close_error_);
   for (PackWriter* w : writers_) M3SERVE_RETURN_IF_ERROR(w->Sync());
@@ -369,23 +423,20 @@ absl::StatusOr<PackLocation> PackWriter::Append(const Hash128& hash, absl::strin
   if (!s.ok()) return failed_ = s;  // a torn record: nothing points at it
   PackLocation where{pack_, size_};
   size_ += record;
-  if (size_ - written_back_ >= kWriteBackBytes) {
-    // Start writing the new bytes to disk now (without waiting), as RocksDB's
-    // bytes_per_sync does: the disk works while the CPU parses, and the
-    // fdatasync before a flush or at close finds little left to do.
-    ::sync_file_range(fd_, static_cast<off_t>(written_back_), static_cast<off_t>(size_ - written_back_),
-                      SYNC_FILE_RANGE_WRITE);
+  if (size_ - written_back_ >= packs_->write_back_bytes_) {
+    // Start writing the new bytes to disk now, as RocksDB's bytes_per_sync
+    // does: the disk works while the CPU parses, and the fdatasync before a
+    // flush or at close finds little left to do.
+    packs_->InBackground(fd_, pack_, written_back_, size_, ImagePacks::Background::kWriteBack);
     written_back_ = size_;
   }
-  if (size_ - synced_ >= kSyncBytes) {
+  if (size_ - synced_ >= packs_->sync_bytes_) {
     // And make them durable as we go: sync_file_range only hands bytes to
     // the device, and the sync after the last write still has to flush all
     // that its cache holds, however early they were handed over. Syncing
-    // every kSyncBytes on the way leaves little for the end. The
-    // writer waits for its own sync while the other threads use the core.
-    if (::fdatasync(fd_) != 0 && errno != EINVAL && errno != EROFS) {
-      return failed_ = IoError(errno, "sync", packs_->FilePath(pack_));
-    }
+    // every sync_bytes_ on the way leaves little for the end. Both run on the
+    // background thread: the writer goes on parsing while the disk works.
+    packs_->InBackground(fd_, pack_, 0, size_, ImagePacks::Background::kSync);
     synced_ = size_;
   }
   return where;

@@ -21,13 +21,17 @@
 #ifndef M3SERVE_STORAGE_IMAGE_PACKS_H_
 #define M3SERVE_STORAGE_IMAGE_PACKS_H_
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -85,6 +89,19 @@ class ImagePacks {
   // The size of one pack file now.
   absl::StatusOr<uint64_t> FileBytes(uint64_t pack) const;
 
+  // Writers start the writeback of their new bytes every `write_back_bytes`
+  // and sync them every `sync_bytes`, on the background thread (defaults
+  // 4 MiB and 32 MiB). At most kMaxBackground requests wait for it; a writer
+  // that would add one more waits (the disk is that far behind). Call before
+  // the first writer.
+  static constexpr size_t kMaxBackground = 16;
+  void SetSyncIntervals(uint64_t write_back_bytes, uint64_t sync_bytes) {
+    write_back_bytes_ = std::max<uint64_t>(write_back_bytes, 1);
+    sync_bytes_ = std::max<uint64_t>(sync_bytes, 1);
+  }
+  // Background requests handed over and not yet done (a test's view).
+  size_t BackgroundPending();
+
   const std::string& dir() const { return dir_; }
   std::string FilePath(uint64_t pack) const;
 
@@ -99,10 +116,21 @@ class ImagePacks {
   void Register(PackWriter* w);
   void Unregister(PackWriter* w);
   void RecordCloseError(const absl::Status& s);
+  // Writers hand the writeback and sync of the bytes they have written to
+  // one background thread, so an ingest worker never waits for the disk on
+  // the way (only SyncWriters and a file's close wait). `fd` is duplicated:
+  // the writer may close its own. A failure is kept like a close error.
+  enum class Background { kWriteBack, kSync };
+  void InBackground(int fd, uint64_t pack, uint64_t from, uint64_t to, Background what);
+  void BackgroundLoop();
+  // Wait until every request handed over so far is done.
+  void WaitForBackground();
 
   const std::string dir_;
   const bool read_only_;
   const uint64_t file_bytes_;
+  uint64_t write_back_bytes_ = 4 << 20;
+  uint64_t sync_bytes_ = 32 << 20;
   std::atomic<uint64_t> next_{1};
   std::vector<std::pair<std::string, uint64_t>> at_open_;  // (path, size)
 
@@ -111,7 +139,19 @@ class ImagePacks {
 
   std::mutex writers_mu_;
   std::set<PackWriter*> writers_;
-  absl::Status close_error_;  // the first failed sync of a closed writer
+  absl::Status close_error_;  // the first failed sync of a closed writer (or in the background)
+
+  struct Request {
+    int fd;
+    uint64_t pack, from, to;
+    Background what;
+  };
+  std::mutex bg_mu_;
+  std::condition_variable bg_cv_;
+  std::deque<Request> bg_queue_;
+  uint64_t bg_requested_ = 0, bg_done_ = 0;
+  bool bg_stop_ = false;
+  std::thread bg_;  // started with the first request
 };
 
 // Appends records to pack files of its own; not thread-safe (one per thread).
@@ -140,8 +180,8 @@ class PackWriter {
   int fd_ = -1;
   uint64_t pack_ = 0;
   uint64_t size_ = 0;
-  uint64_t written_back_ = 0;  // bytes handed to the disk (sync_file_range)
-  uint64_t synced_ = 0;        // bytes made durable (fdatasync)
+  uint64_t written_back_ = 0;  // bytes whose writeback was started (in the background)
+  uint64_t synced_ = 0;        // bytes whose sync was asked for (in the background) or done
   absl::Status failed_;
 };
 

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <set>
 #include <random>
 
@@ -73,6 +75,9 @@ TEST_F(ImagePacksTest, RandomWritesReadBackAndRemoveUnusedKeepsLiveFiles) {
     std::mt19937_64 rng(1000 + round);
     const uint64_t file_bytes = 64 + rng() % 20000;
     auto packs = Open(file_bytes);
+    // Writeback and syncs on the background thread, often, while files
+    // rotate and writers close under it.
+    packs->SetSyncIntervals(1 + rng() % 40000, 1 + rng() % 80000);
     std::map<Hash128, Written> all;
     std::set<uint64_t> numbers_seen;
     {
@@ -124,6 +129,61 @@ TEST_F(ImagePacksTest, RandomWritesReadBackAndRemoveUnusedKeepsLiveFiles) {
     std::string out;
     EXPECT_THAT(reopened->Read(*late_where, extra.size(), ContentHash(extra), &out), IsOk());
     EXPECT_EQ(out, extra);
+  }
+}
+
+size_t OpenDescriptors() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// Property: however often writers ask for writeback and syncs, no more than
+// kMaxBackground requests (each holding a descriptor) wait for the background
+// thread, SyncWriters returns only when all of them are done, and every image
+// reads back.
+TEST_F(ImagePacksTest, BackgroundSyncsStayBoundedAndSyncWritersWaitsForThem) {
+  for (int round = 0; round < 6; ++round) {
+    fs::remove_all(dir_ / "packs");
+    std::mt19937_64 rng(2000 + round);
+    auto packs = Open(1 + rng() % 200000);
+    packs->SetSyncIntervals(1 + rng() % 64, 1 + rng() % 256);  // nearly every append asks
+    const size_t base = OpenDescriptors();
+    std::map<Hash128, Written> all;
+    std::mutex mu;
+    size_t most_pending = 0, most_fds = 0;
+    std::vector<std::thread> threads;
+    const int nwriters = 1 + static_cast<int>(rng() % 3);
+    for (int t = 0; t < nwriters; ++t) {
+      threads.emplace_back([&, t] {
+        std::mt19937_64 r(rng() + t);
+        auto w = *packs->NewWriter();
+        for (int i = 0; i < 150; ++i) {
+          std::string bytes = RandomBytes(r, 1 + r() % 3000);
+          const Hash128 h = ContentHash(bytes + std::to_string(t) + "/" + std::to_string(i));
+          auto where = w->Append(h, bytes);
+          std::lock_guard<std::mutex> lock(mu);
+          ASSERT_THAT(where, IsOk());
+          all[h] = {bytes, *where};
+          most_pending = std::max(most_pending, packs->BackgroundPending());
+          most_fds = std::max(most_fds, OpenDescriptors());
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    // A request being worked on has left the queue: one more than the queue
+    // holds. Descriptors: each writer's file, one per request, the listing's
+    // own and the folder's while a file is being created.
+    EXPECT_LE(most_pending, ImagePacks::kMaxBackground + 1);
+    EXPECT_LE(most_fds, base + nwriters + ImagePacks::kMaxBackground + 1 + 2);
+    EXPECT_GT(most_pending, 0u);
+    ASSERT_THAT(packs->SyncWriters(), IsOk());
+    EXPECT_EQ(packs->BackgroundPending(), 0u);
+    for (const auto& [h, w] : all) {
+      std::string out;
+      ASSERT_THAT(packs->Read(w.where, w.bytes.size(), h, &out, false), IsOk());
+      EXPECT_EQ(out, w.bytes);
+    }
   }
 }
 
