@@ -8,6 +8,13 @@
 //       Written here with OpenCV alone, not with the server's decoder.
 //   store-read    --db DIR [--seconds S]
 //       Read every image's bytes straight from the store in a tight loop.
+//   image-write   --db DIR --out DIR [--threads N]
+//       The ingest's writes alone: every image of the store (held in memory)
+//       written into a new store at --out the way the ingest writes them (N
+//       threads, each its own ImageWriter and pack file, a write batch of
+//       their records per 4 MiB of bytes), then the store's closing Flush;
+//       timed from creating the store to the end of that Flush. The disk floor
+//       of an ingest: what it would take if parsing and decoding were free.
 //   stream        --target T [--streams K] [--slow F] [--images decoded|encoded]
 //                 [--width W --height H] [--seconds S] [--tasks a,b --languages x,y]
 //                 [--splits s --exclude-eval-images]
@@ -209,6 +216,74 @@ int StoreRead(int argc, char** argv) {
   JsonWriter w;
   w.BeginObject().Key("images").Uint(n).Key("bytes").Uint(bytes).Key("seconds").Double(secs)
       .Key("images_per_second").Double(n / secs).Key("mb_per_second").Double(bytes / 1e6 / secs).EndObject();
+  std::cout << w.str() << std::endl;
+  return 0;
+}
+
+int ImageWrite(int argc, char** argv) {
+  std::string db, out;
+  int64_t threads = 2;
+  FlagSet f("m3serve-bench image-write --db DIR --out DIR", "write the store's images the way the ingest does");
+  f.String("db", &db, "store whose images are written");
+  f.String("out", &out, "new store (must not exist)");
+  f.Int("threads", &threads, "writer threads");
+  std::vector<std::string> args;
+  if (!f.Parse(argc, argv, 2, &args).ok() || db.empty() || out.empty() || threads < 1) {
+    return Usage("image-write: bad flags");
+  }
+  std::vector<std::pair<Hash128, LoadedImage>> images;
+  {
+    auto store = storage::Store::Open({.path = db, .read_only = true});
+    if (!store.ok()) return Usage(store.status().ToString());
+    absl::Status inner;
+    absl::Status s = (*store)->ForEachImageMeta([&](const Hash128& h, const storage::ImageMeta& meta) {
+      auto bytes = (*store)->GetImage(h);
+      if (!bytes.ok()) inner = bytes.status();
+      images.push_back({h, {bytes.ok() ? std::move(*bytes) : std::string(), meta}});
+      return bytes.ok();
+    });
+    if (!s.ok() || !inner.ok()) return Usage((s.ok() ? inner : s).ToString());
+  }
+  uint64_t bytes = 0;
+  for (const auto& [h, img] : images) bytes += img.bytes.size();
+  const auto t0 = Clock::now();
+  const double cpu0 = CpuSeconds();
+  auto store = storage::Store::Open({.path = out, .bulk_ingest = true});
+  if (!store.ok()) return Usage(store.status().ToString());
+  const double create_secs = Seconds(t0, Clock::now());
+  std::mutex mu;
+  absl::Status failed;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      absl::Status s;
+      auto writer = (*store)->NewImageWriter();
+      if (!writer.ok()) s = writer.status();
+      storage::StoreWriteBatch batch;
+      uint64_t batched = 0;
+      for (size_t i = t; s.ok() && i < images.size(); i += threads) {
+        s = (*writer)->Add(images[i].first, images[i].second.meta, images[i].second.bytes, &batch);
+        batched += images[i].second.bytes.size();
+        if (s.ok() && batched >= (4u << 20)) {
+          s = (*store)->Write(&batch);
+          batch = storage::StoreWriteBatch();
+          batched = 0;
+        }
+      }
+      if (s.ok() && batch.Count() > 0) s = (*store)->Write(&batch);
+      std::lock_guard<std::mutex> lock(mu);
+      if (!s.ok() && failed.ok()) failed = s;
+    });
+  }
+  for (auto& th : pool) th.join();
+  if (failed.ok()) failed = (*store)->Flush();
+  if (!failed.ok()) return Usage(failed.ToString());
+  store->reset();
+  const double secs = Seconds(t0, Clock::now());
+  JsonWriter w;
+  w.BeginObject().Key("images").Uint(images.size()).Key("bytes").Uint(bytes).Key("threads").Int(threads)
+      .Key("seconds").Double(secs).Key("create_seconds").Double(create_secs)
+      .Key("cpu_seconds").Double(CpuSeconds() - cpu0).Key("mb_per_second").Double(bytes / 1e6 / secs).EndObject();
   std::cout << w.str() << std::endl;
   return 0;
 }
@@ -455,9 +530,10 @@ int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "decode-limit") return DecodeLimit(argc, argv);
   if (cmd == "store-read") return StoreRead(argc, argv);
+  if (cmd == "image-write") return ImageWrite(argc, argv);
   if (cmd == "stream") return Stream(argc, argv);
   if (cmd == "first-batch") return FirstBatch(argc, argv);
   if (cmd == "random-access") return RandomAccess(argc, argv);
-  std::fprintf(stderr, "usage: m3serve-bench decode-limit|store-read|stream|random-access [flags]\n");
+  std::fprintf(stderr, "usage: m3serve-bench decode-limit|store-read|image-write|stream|first-batch|random-access [flags]\n");
   return 2;
 }
