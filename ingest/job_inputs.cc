@@ -61,13 +61,14 @@ std::vector<SideFile> SideFilesOf(const FileJob& job) {
   return out;
 }
 
-storage::SideFileState SideFileIdentities::Identify(const SideFile& f, const std::string& task) {
+storage::SideFileState SideFileIdentities::Identify(const SideFile& f, const std::string& task,
+                                                   const absl::StatusOr<SourceStat>* known) {
   const std::string key = Key(f, task);
   auto it = identified_.find(key);
   if (it != identified_.end()) return it->second;
   storage::SideFileState st;
   st.role = f.role;
-  absl::StatusOr<SourceStat> stat = StatRegularFile(f.path);
+  const absl::StatusOr<SourceStat> stat = known != nullptr ? *known : StatRegularFile(f.path);
   if (!stat.ok()) {
     // Absent, or not readable as a regular file: identified by that alone
     // (checked_ns 0: never trusted, so looked at again by the next run).
@@ -117,15 +118,18 @@ std::vector<storage::SideFileState> SideFileIdentities::Current(
     for (const auto& r : recorded) {
       if (r.role == f.role) before = &r;
     }
+    absl::StatusOr<SourceStat> stat = absl::UnknownError("not taken");
+    const absl::StatusOr<SourceStat>* known = nullptr;
     if (before != nullptr && !verify_) {
-      absl::StatusOr<SourceStat> stat = StatRegularFile(f.path);
+      stat = StatRegularFile(f.path);
       if (stat.ok() && StatTrusted(*stat, before->size, before->mtime_ns, before->inode, before->device,
                                    before->checked_ns)) {
         out.push_back(*before);
         continue;
       }
+      known = &stat;  // Identify does not stat it again
     }
-    out.push_back(Identify(f, job.group.task));
+    out.push_back(Identify(f, job.group.task, known));
   }
   return out;
 }

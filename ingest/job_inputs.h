@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "ingest/layout.h"
+#include "absl/status/statusor.h"
 #include "ingest/row_mapper.h"
+#include "ingest/source_file.h"
 #include "storage/types.h"
 
 namespace m3serve::ingest {
@@ -52,7 +54,9 @@ class SideFileIdentities {
   const std::vector<std::string>* LoadedPool(const std::string& path, const std::string& task) const;
 
  private:
-  storage::SideFileState Identify(const SideFile& f, const std::string& task);
+  // `stat`: the file's stat when the caller has just taken it.
+  storage::SideFileState Identify(const SideFile& f, const std::string& task,
+                                  const absl::StatusOr<SourceStat>* stat = nullptr);
 
   bool verify_;
   int64_t now_ns_;
