@@ -113,15 +113,25 @@ void ImagePacks::BackgroundLoop() {
     absl::Status s;
     if (r.what == Background::kWriteBack) {
       ::sync_file_range(r.fd, static_cast<off_t>(r.from), static_cast<off_t>(r.to - r.from), SYNC_FILE_RANGE_WRITE);
-    } else if (::fdatasync(r.fd) != 0 && errno != EINVAL && errno != EROFS) {
+    } else if (background_sync_(r.fd) != 0 && errno != EINVAL && errno != EROFS) {
       s = IoError(errno, "sync", FilePath(r.pack));
     }
     ::close(r.fd);
     RecordCloseError(s);
     lock.lock();
+    if (!s.ok() && background_error_.ok()) {
+      background_error_ = s;
+      failed_in_background_ = true;
+    }
     ++bg_done_;
     bg_cv_.notify_all();
   }
+}
+
+absl::Status ImagePacks::BackgroundError() {
+  if (!failed_in_background_) return absl::OkStatus();
+  std::lock_guard<std::mutex> lock(bg_mu_);  // not writers_mu_: the caller holds a writer's mutex
+  return background_error_;
 }
 
 void ImagePacks::WaitForBackground() {
@@ -401,6 +411,7 @@ absl::Status PackWriter::Sync() {
 
 absl::StatusOr<PackLocation> PackWriter::Append(const Hash128& hash, absl::string_view bytes) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (failed_.ok()) failed_ = packs_->BackgroundError();  // a sync of the bytes before failed
   if (!failed_.ok()) return failed_;
   const uint64_t record = ImagePacks::kRecordHeaderBytes + bytes.size();
   if (fd_ < 0 || (size_ > ImagePacks::kFileHeaderBytes && size_ + record > packs_->file_bytes_)) {

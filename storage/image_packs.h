@@ -21,6 +21,8 @@
 #ifndef M3SERVE_STORAGE_IMAGE_PACKS_H_
 #define M3SERVE_STORAGE_IMAGE_PACKS_H_
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -101,6 +103,9 @@ class ImagePacks {
   }
   // Background requests handed over and not yet done (a test's view).
   size_t BackgroundPending();
+  // Tests: the call the background thread syncs with (default fdatasync), to
+  // make it fail.
+  void SetBackgroundSyncForTesting(int (*sync)(int)) { background_sync_ = sync; }
 
   const std::string& dir() const { return dir_; }
   std::string FilePath(uint64_t pack) const;
@@ -119,18 +124,22 @@ class ImagePacks {
   // Writers hand the writeback and sync of the bytes they have written to
   // one background thread, so an ingest worker never waits for the disk on
   // the way (only SyncWriters and a file's close wait). `fd` is duplicated:
-  // the writer may close its own. A failure is kept like a close error.
+  // the writer may close its own. A failed sync is kept like a close error,
+  // and every writer's next Append fails with it.
   enum class Background { kWriteBack, kSync };
   void InBackground(int fd, uint64_t pack, uint64_t from, uint64_t to, Background what);
   void BackgroundLoop();
   // Wait until every request handed over so far is done.
   void WaitForBackground();
+  // The failed background sync, if there was one.
+  absl::Status BackgroundError();
 
   const std::string dir_;
   const bool read_only_;
   const uint64_t file_bytes_;
   uint64_t write_back_bytes_ = 4 << 20;
   uint64_t sync_bytes_ = 32 << 20;
+  int (*background_sync_)(int) = &::fdatasync;
   std::atomic<uint64_t> next_{1};
   std::vector<std::pair<std::string, uint64_t>> at_open_;  // (path, size)
 
@@ -152,6 +161,8 @@ class ImagePacks {
   uint64_t bg_requested_ = 0, bg_done_ = 0;
   bool bg_stop_ = false;
   std::thread bg_;  // started with the first request
+  std::atomic<bool> failed_in_background_{false};
+  absl::Status background_error_;  // the first failed background sync (guarded by bg_mu_)
 };
 
 // Appends records to pack files of its own; not thread-safe (one per thread).

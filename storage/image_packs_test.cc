@@ -187,6 +187,29 @@ TEST_F(ImagePacksTest, BackgroundSyncsStayBoundedAndSyncWritersWaitsForThem) {
   }
 }
 
+int FailingSync(int) {
+  errno = EIO;
+  return -1;
+}
+
+// A sync that fails on the background thread is not lost: the writers' next
+// Append fails with it, and so does SyncWriters (the ingest's closing flush:
+// exit 1), naming the file.
+TEST_F(ImagePacksTest, AFailedBackgroundSyncFailsTheNextAppendAndSyncWriters) {
+  auto packs = Open(1 << 20);
+  packs->SetSyncIntervals(1 << 20, 1);  // every append asks for a sync
+  packs->SetBackgroundSyncForTesting(&FailingSync);
+  auto w = *packs->NewWriter();
+  auto other = *packs->NewWriter();
+  std::string bytes(1000, 'x');
+  ASSERT_THAT(w->Append(ContentHash("a"), bytes), IsOk());  // its sync fails later, in the background
+  EXPECT_THAT(packs->SyncWriters(),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::AllOf(HasSubstr("sync"), HasSubstr(".pack"),
+                                                                        HasSubstr("Input/output error"))));
+  EXPECT_THAT(w->Append(ContentHash("b"), bytes), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("sync")));
+  EXPECT_THAT(other->Append(ContentHash("c"), bytes), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("sync")));
+}
+
 TEST_F(ImagePacksTest, DamageIsDataLossNamingTheFile) {
   auto packs = Open(1 << 20);
   std::string a(5000, 'a'), b(7000, 'b');
