@@ -95,9 +95,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (max_streams < 1 || max_batch < 1 || message_bytes < 1024 || max_message_bytes < message_bytes ||
-      prefetch < 0 || prefetch_mb < 0 || cache_mb < 1 || workers < 0 || drain_seconds < 0 || teardown_ms < 0 || max_pixels < 1 ||
+      prefetch < 0 || prefetch_mb < 0 || cache_mb < 1 || workers < 0 || drain_seconds < 0 || max_pixels < 1 ||
       max_get_ids < 1 || max_message_bytes > (1ll << 30) || http_threads < 2 || http_threads > 256 ||
-      thumbnail_mb < 0 || store_check_seconds < 0) {
+      thumbnail_mb < 0 || store_check_seconds < 0 || teardown_ms < 0) {
     std::fprintf(stderr, "m3serve-server: a numeric flag is out of range (see --help)\n");
     return 2;
   }

@@ -144,7 +144,11 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::InstanceBatch> {
   // holds the service's streams_mu_).
   void AuditCut() {
     absl::MutexLock lock(&mu_);
-    if (!audited_) AuditLocked(absl::CancelledError("cut by the server at the end of its drain"));
+    if (audited_) return;
+    // A stream that has its status already (gRPC has not finished sending it)
+    // is audited with that status.
+    AuditLocked(finish_called_ ? final_status_
+                               : absl::CancelledError("cut by the server at the end of its drain"));
   }
 
  private:
