@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "ingest/layout.h"
 #include "absl/status/statusor.h"
+#include "ingest/layout.h"
 #include "ingest/row_mapper.h"
 #include "ingest/source_file.h"
 #include "storage/types.h"

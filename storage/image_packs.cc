@@ -88,9 +88,9 @@ void ImagePacks::InBackground(int fd, uint64_t pack, uint64_t from, uint64_t to,
     std::unique_lock<std::mutex> lock(bg_mu_);
     if (!bg_.joinable()) bg_ = std::thread([this] { BackgroundLoop(); });
     bg_cv_.wait(lock, [&] { return bg_queue_.size() < kMaxBackground; });
-    const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) return;  // only the early start is lost: SyncWriters and the close still sync
-    bg_queue_.push_back({dup, pack, from, to, what});
+    const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) return;  // only the early start is lost: SyncWriters and the close still sync
+    bg_queue_.push_back({copy, pack, from, to, what});
     ++bg_requested_;
   }
   bg_cv_.notify_all();

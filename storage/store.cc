@@ -11,8 +11,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <optional>
-#include <thread>
 #include <system_error>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
