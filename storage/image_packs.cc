@@ -79,18 +79,21 @@ ImagePacks::~ImagePacks() {
     bg_stop_ = true;
   }
   bg_cv_.notify_all();
-  if (bg_.joinable()) bg_.join();  // it finishes what it was given
+  for (std::thread& t : bg_) {
+    if (t.joinable()) t.join();  // each finishes what it was given
+  }
   for (auto& [pack, fd] : fds_) ::close(fd);
 }
 
 void ImagePacks::InBackground(int fd, uint64_t pack, uint64_t from, uint64_t to, Background what) {
   {
     std::unique_lock<std::mutex> lock(bg_mu_);
-    if (!bg_.joinable()) bg_ = std::thread([this] { BackgroundLoop(); });
-    bg_cv_.wait(lock, [&] { return bg_queue_.size() < kMaxBackground; });
+    const int lane = static_cast<int>(what);
+    if (!bg_[lane].joinable()) bg_[lane] = std::thread([this, lane] { BackgroundLoop(lane); });
+    bg_cv_.wait(lock, [&] { return bg_queue_[0].size() + bg_queue_[1].size() < kMaxBackground; });
     const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0) return;  // only the early start is lost: SyncWriters and the close still sync
-    bg_queue_.push_back({copy, pack, from, to, what});
+    bg_queue_[lane].push_back({copy, pack, from, to, what});
     ++bg_requested_;
   }
   bg_cv_.notify_all();
@@ -101,13 +104,14 @@ size_t ImagePacks::BackgroundPending() {
   return static_cast<size_t>(bg_requested_ - bg_done_);
 }
 
-void ImagePacks::BackgroundLoop() {
+void ImagePacks::BackgroundLoop(int lane) {
+  std::deque<Request>& queue = bg_queue_[lane];
   std::unique_lock<std::mutex> lock(bg_mu_);
   while (true) {
-    bg_cv_.wait(lock, [&] { return bg_stop_ || !bg_queue_.empty(); });
-    if (bg_queue_.empty()) return;  // stopping, and nothing left
-    const Request r = bg_queue_.front();
-    bg_queue_.pop_front();
+    bg_cv_.wait(lock, [&] { return bg_stop_ || !queue.empty(); });
+    if (queue.empty()) return;  // stopping, and nothing left
+    const Request r = queue.front();
+    queue.pop_front();
     bg_cv_.notify_all();  // room for a waiting writer
     lock.unlock();
     absl::Status s;

@@ -92,11 +92,12 @@ class ImagePacks {
   absl::StatusOr<uint64_t> FileBytes(uint64_t pack) const;
 
   // Writers start the writeback of their new bytes every `write_back_bytes`
-  // and sync them every `sync_bytes`, on the background thread (defaults
-  // 4 MiB and 32 MiB). At most kMaxBackground requests wait for it; a writer
+  // and sync them every `sync_bytes`, on the background threads (defaults
+  // 4 MiB and 32 MiB). At most kMaxBackground requests wait for them; a writer
   // that would add one more waits (the disk is that far behind). Call before
   // the first writer.
   static constexpr size_t kMaxBackground = 16;
+  static constexpr int kLanes = 2;  // background threads: writeback starts, syncs
   void SetSyncIntervals(uint64_t write_back_bytes, uint64_t sync_bytes) {
     write_back_bytes_ = std::max<uint64_t>(write_back_bytes, 1);
     sync_bytes_ = std::max<uint64_t>(sync_bytes, 1);
@@ -122,13 +123,16 @@ class ImagePacks {
   void Unregister(PackWriter* w);
   void RecordCloseError(const absl::Status& s);
   // Writers hand the writeback and sync of the bytes they have written to
-  // one background thread, so an ingest worker never waits for the disk on
-  // the way (only SyncWriters and a file's close wait). `fd` is duplicated:
-  // the writer may close its own. A failed sync is kept like a close error,
-  // and every writer's next Append fails with it.
-  enum class Background { kWriteBack, kSync };
+  // background threads, so an ingest worker never waits for the disk on the
+  // way (only SyncWriters and a file's close wait). Each kind has its own
+  // thread (lane): a sync waits for the device for tens of milliseconds, and
+  // the writeback starts asked for meanwhile must not wait behind it, or the
+  // disk idles while the CPU fills the page cache. `fd` is duplicated: the
+  // writer may close its own. A failed sync is kept like a close error, and
+  // every writer's next Append fails with it.
+  enum class Background { kWriteBack = 0, kSync = 1 };
   void InBackground(int fd, uint64_t pack, uint64_t from, uint64_t to, Background what);
-  void BackgroundLoop();
+  void BackgroundLoop(int lane);
   // Wait until every request handed over so far is done.
   void WaitForBackground();
   // The failed background sync, if there was one.
@@ -157,10 +161,10 @@ class ImagePacks {
   };
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;
-  std::deque<Request> bg_queue_;
+  std::deque<Request> bg_queue_[kLanes];  // at most kMaxBackground in all
   uint64_t bg_requested_ = 0, bg_done_ = 0;
   bool bg_stop_ = false;
-  std::thread bg_;  // started with the first request
+  std::thread bg_[kLanes];  // each started with its lane's first request
   std::atomic<bool> failed_in_background_{false};
   absl::Status background_error_;  // the first failed background sync (guarded by bg_mu_)
 };
