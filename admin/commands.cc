@@ -66,7 +66,8 @@ int IngestCommand(int argc, char** argv) {
   std::string db, task, split, lang, rejects, metadata, overrides, image_check = "header",
       progress = "auto";
   std::vector<std::string> tasks;
-  int64_t threads = 0, max_line = 1ll << 30, max_pixels = 100'000'000, commit_bytes = 64ll << 20;
+  int64_t threads = 0, max_line = 1ll << 30, max_pixels = 100'000'000, commit_bytes = 64ll << 20,
+          english_ahead = 256ll << 20;
   bool json = false, verify_sources = false;
   FlagSet flags("m3serve-admin ingest --db DIR [flags] SOURCE...",
                 "Read M3IT / M3IT-80 repositories or canonical JSONL files into the store at DIR.\n"
@@ -92,6 +93,9 @@ int IngestCommand(int argc, char** argv) {
   flags.String("task-overrides", &overrides, "operator overrides of task metadata (same format)", "FILE");
   flags.String("progress", &progress, "auto | bar | log | none", "MODE");
   flags.Int("commit-bytes", &commit_bytes, "commit to the store every this many bytes of rows");
+  flags.Int("english-ahead-bytes", &english_ahead,
+            "M3IT-80: load the English *_500 rows ahead, up to this many bytes of them not yet used "
+            "(held in memory; 0 = each when its first translated file is read)");
   flags.Bool("verify-sources", &verify_sources,
              "re-hash every ingested file, even when its size, time and inode are unchanged");
   flags.Bool("json", &json, "print a machine-readable summary on stdout");
@@ -117,6 +121,7 @@ int IngestCommand(int argc, char** argv) {
     return Usage("ingest",
                  "--max-line-bytes, --max-image-pixels, --commit-bytes and --threads must be positive");
   }
+  if (english_ahead < 0) return Usage("ingest", "--english-ahead-bytes must be 0 or more");
 
   if (metadata.empty()) metadata = ingest::TaskRegistry::DefaultMetadataPath();
   auto registry = ingest::TaskRegistry::Load(metadata, overrides);
@@ -135,6 +140,7 @@ int IngestCommand(int argc, char** argv) {
   options.images.full_decode = image_check == "decode";
   options.commit_bytes = static_cast<size_t>(commit_bytes);
   options.verify_sources = verify_sources;
+  options.english_ahead_bytes = static_cast<uint64_t>(english_ahead);
   auto printer = std::make_unique<ProgressPrinter>(progress_mode);
   options.on_progress = [&printer](const ingest::IngestProgress& p) {
     printer->Update(p.bytes_done, p.bytes_total, p.rejected, p.final);

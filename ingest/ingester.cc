@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -114,6 +115,7 @@ class Pipeline {
 
  private:
   void ReaderLoop(std::vector<JobState>* jobs);
+  void LoadEnglishAhead(const std::vector<JobState>& jobs, size_t from);
   void ReadFile(JobState* js, uint64_t* seq);
   void WorkerLoop();
   void ProcessLines(WorkItem* item, dom::parser* parser);
@@ -152,6 +154,15 @@ class Pipeline {
   std::set<std::string> pool_rejected_;  // pool files with a reject record already
   std::shared_ptr<const EnglishRows> english_;
   std::string english_path_;
+  // The English rows the next translated files need, loaded ahead, each on
+  // a thread of its own (LoadEnglishAhead), in the order the files need them.
+  struct EnglishAhead {
+    std::string path;
+    uint64_t bytes = 0;
+    std::future<std::shared_ptr<const EnglishRows>> rows;
+  };
+  std::deque<EnglishAhead> english_ahead_;
+  size_t english_scan_ = 0;  // the next job LoadEnglishAhead looks at
   std::vector<std::string> reader_warnings_;
   std::atomic<uint64_t> total_bytes_{0};
 
@@ -238,8 +249,15 @@ absl::Status Pipeline::PrepareJob(JobState* js) {
   }
   if (js->mapping == Mapping::kTranslated) {
     if (english_path_ != job.raw_path) {
-      english_ = LoadEnglishRows(job.raw_path, job.raw_rel_path, options_.images,
-                                 options_.max_line_bytes);
+      auto ahead = std::find_if(english_ahead_.begin(), english_ahead_.end(),
+                                [&](const EnglishAhead& a) { return a.path == job.raw_path; });
+      if (ahead != english_ahead_.end()) {
+        english_ = ahead->rows.get();
+        english_ahead_.erase(ahead);
+      } else {
+        english_ = LoadEnglishRows(job.raw_path, job.raw_rel_path, options_.images,
+                                   options_.max_line_bytes);
+      }
       english_path_ = job.raw_path;
       if (!english_->file_error.empty()) {
         reader_warnings_.push_back(absl::StrCat("cannot read English rows ", job.raw_rel_path, ": ",
@@ -334,16 +352,52 @@ void Pipeline::ReadFile(JobState* js, uint64_t* seq) {
   } while (!(*reader)->eof());
 }
 
+// Start loading the English rows that the translated files at or after job
+// `from` need, so that the reader does not stop to load them while the
+// workers wait: their images are parsed, decoded and hashed on threads of
+// their own while the files before are read. Files are loaded in the order
+// they are needed, as long as those loaded and not yet used stay within
+// english_ahead_bytes of file (their decoded images are held in memory); the
+// others are loaded when their first translated file is read.
+void Pipeline::LoadEnglishAhead(const std::vector<JobState>& jobs, size_t from) {
+  uint64_t held = 0;
+  for (const EnglishAhead& a : english_ahead_) held += a.bytes;
+  for (english_scan_ = std::max(english_scan_, from); english_scan_ < jobs.size(); ++english_scan_) {
+    const JobState& js = jobs[english_scan_];
+    if (js.decision.action == SourceDecision::kSkip || !js.refuse.empty()) continue;
+    const FileJob& job = *js.job;
+    if (MappingOf(job) != Mapping::kTranslated || job.raw_path == english_path_) continue;
+    if (std::any_of(english_ahead_.begin(), english_ahead_.end(),
+                    [&](const EnglishAhead& a) { return a.path == job.raw_path; })) {
+      continue;
+    }
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(job.raw_path, ec);
+    if (ec) continue;  // loaded (and its error reported) when it is needed
+    if (held + size > options_.english_ahead_bytes) return;  // looked at again after the next file
+    held += size;
+    english_ahead_.push_back(
+        {job.raw_path, size,
+         std::async(std::launch::async, [path = job.raw_path, rel = job.raw_rel_path, images = options_.images,
+                                         max_line = options_.max_line_bytes] {
+           return LoadEnglishRows(path, rel, images, max_line);
+         })});
+  }
+}
+
 void Pipeline::ReaderLoop(std::vector<JobState>* jobs) {
   uint64_t seq = 0;
-  for (JobState& js : *jobs) {
+  for (size_t i = 0; i < jobs->size(); ++i) {
+    JobState& js = (*jobs)[i];
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (abort_) break;
     }
     if (js.decision.action == SourceDecision::kSkip && js.refuse.empty()) continue;
+    LoadEnglishAhead(*jobs, i);
     ReadFile(&js, &seq);
   }
+  english_ahead_.clear();  // waits for loads not needed after all (the run stopped)
   std::lock_guard<std::mutex> lock(mu_);
   reader_done_ = true;
   work_cv_.notify_all();
@@ -397,10 +451,10 @@ void Pipeline::ProcessLines(WorkItem* item, dom::parser* parser) {
 // Chunk buffers go back to the reader instead of to the allocator: a fresh
 // multi-megabyte buffer per chunk costs a page fault per 4 KiB touched. A few
 // are kept (the read-ahead limit bounds how many are in use); a buffer grown
-// for one huge line is freed.
+// for one huge line (above 8 MiB more than a chunk) is freed.
 void Pipeline::RecycleBuffer(ChunkBuffer* buf) {
   ChunkBuffer b = std::move(*buf);
-  if (b.capacity() > 2 * options_.chunk_bytes + (1u << 20)) return;
+  if (b.capacity() > 2 * options_.chunk_bytes + (8u << 20)) return;
   b.clear();
   std::lock_guard<std::mutex> lock(mu_);
   if (spare_buffers_.size() < static_cast<size_t>(2 * workers_ + 2)) spare_buffers_.push_back(std::move(b));

@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -25,6 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::m3serve::ingest::testing::ImageB64;
+using ::m3serve::ingest::testing::ImageBytes;
 using ::m3serve::ingest::testing::SetMtimeSecondsAgo;
 using ::m3serve::ingest::testing::TempDir;
 using ::m3serve::ingest::testing::WriteFile;
@@ -531,6 +533,90 @@ TEST_F(IngesterTest, RowsMissingTheirTasksKeysAreRejectedAndTheRestKept) {
     return true;
   }), IsOk());
   EXPECT_THAT(outputs, ::testing::ElementsAre("yes", "no"));
+}
+
+
+// M3IT-80: whatever the budget for English rows loaded ahead (none, less than
+// one file, some, all) and however many workers, every translated row takes
+// its images from its own task's and split's English file: the store is the
+// same, and a row's images are the English row's of the same line. Random
+// tasks, splits, languages and row counts; each English file has images of
+// its own, so a file joined to another task's rows would change the store.
+TEST_F(IngesterTest, TranslatedRowsJoinTheirOwnEnglishRowsWhateverIsLoadedAhead) {
+  const std::vector<std::string> kTasks = {"vqa-v2", "okvqa", "gqa", "text-vqa", "docvqa", "clevr"};
+  const std::vector<std::string> kLangs = {"fr", "sw", "zh"};
+  std::mt19937 rng(80);
+  for (int round = 0; round < 3; ++round) {
+    const fs::path root = dir_.path() / absl::StrCat("m80-", round);
+    WriteFile(root / "data" / "instructions" / "fr.jsonl", "\"Répondez.\"\n");
+    const int ntasks = std::uniform_int_distribution<int>(2, static_cast<int>(kTasks.size()))(rng);
+    std::map<std::string, std::vector<int>> image_of;  // "<task>/<split>" -> image seed per English line
+    uint64_t english_bytes = 0;
+    int seed = 1000 * round;
+    for (int t = 0; t < ntasks; ++t) {
+      const std::string& task = kTasks[t];
+      for (auto [raw, split] : {std::pair{"train_500", "train"}, std::pair{"val_500", "validation"}}) {
+        const int n = std::uniform_int_distribution<int>(1, 6)(rng);
+        std::string english, translated;
+        for (int i = 0; i < n; ++i) {
+          image_of[absl::StrCat(task, "/", split)].push_back(++seed);
+          absl::StrAppend(&english, "{\"question\": \"q", i, "\", \"img_str\": \"", ImageB64(seed),
+                          "\", \"original_answer\": \"a", i, "\"}\n");
+          absl::StrAppend(&translated, "{\"instruction\": \"Répondez.\", \"input\": \"", task, " ", split, " ", i,
+                          "\", \"output\": \"r", i, "\"}\n");
+        }
+        WriteFile(root / "data" / task / absl::StrCat(raw, ".jsonl"), english);
+        english_bytes += english.size();
+        const int nlangs = std::uniform_int_distribution<int>(1, 3)(rng);
+        for (int l = 0; l < nlangs; ++l) {
+          WriteFile(root / "data" / task / absl::StrCat(task, "_", split, "_", kLangs[l], ".jsonl"), translated);
+        }
+      }
+    }
+    auto ingest = [&](const std::string& name, uint64_t ahead, int threads) -> Hash128 {
+      const fs::path db = Db(absl::StrCat(name, "-", round));
+      auto store = storage::Store::Open({.path = db.string(), .bulk_ingest = true});
+      EXPECT_THAT(store, IsOk());
+      IngestOptions o;
+      o.sources = {root.string()};
+      o.threads = threads;
+      o.chunk_lines = 2;
+      o.english_ahead_bytes = ahead;
+      auto r = Ingest(store->get(), *registry_, o);
+      EXPECT_THAT(r, IsOk());
+      EXPECT_EQ(r->ExitCode(), 0) << Rejects(db);
+      store->reset();
+      return Verify(db).digest;
+    };
+    const Hash128 loaded_when_needed = ingest("none", 0, 1);
+    const uint64_t budgets[] = {1, english_bytes / 3 + 1, english_bytes, 256u << 20};
+    for (uint64_t ahead : budgets) {
+      EXPECT_EQ(ingest(absl::StrCat("ahead", ahead), ahead, std::uniform_int_distribution<int>(1, 4)(rng)),
+                loaded_when_needed)
+          << "budget " << ahead << " of " << english_bytes << " bytes";
+    }
+    // And the join itself: each translated row has the image of its English line.
+    auto store = storage::Store::Open({.path = Db(absl::StrCat("ahead", 256u << 20, "-", round)).string(),
+                                       .read_only = true});
+    ASSERT_THAT(store, IsOk());
+    size_t rows = 0;
+    ASSERT_THAT((*store)->ForEachInstance([&](storage::Instance&& x) {
+      if (x.group.lang == "en") return true;
+      const std::vector<std::string> words = absl::StrSplit(x.inputs, ' ');
+      EXPECT_EQ(words.size(), 3u) << x.inputs;
+      if (words.size() != 3) return true;
+      const std::vector<int>& seeds = image_of[absl::StrCat(words[0], "/", words[1])];
+      const size_t line = std::stoul(words[2]);
+      EXPECT_LT(line, seeds.size());
+      EXPECT_EQ(x.images.size(), 1u);
+      if (line < seeds.size() && x.images.size() == 1) {
+        EXPECT_EQ(x.images[0], ContentHash(ImageBytes(seeds[line]))) << x.inputs;
+      }
+      ++rows;
+      return true;
+    }), IsOk());
+    EXPECT_GT(rows, 0u);
+  }
 }
 
 }  // namespace
