@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <system_error>
 #include <thread>
 
 #include <simdjson.h>
@@ -375,13 +376,17 @@ void Pipeline::LoadEnglishAhead(const std::vector<JobState>& jobs, size_t from) 
     const uint64_t size = std::filesystem::file_size(job.raw_path, ec);
     if (ec) continue;  // loaded (and its error reported) when it is needed
     if (held + size > options_.english_ahead_bytes) return;  // looked at again after the next file
+    std::future<std::shared_ptr<const EnglishRows>> rows;
+    try {
+      rows = std::async(std::launch::async, [path = job.raw_path, rel = job.raw_rel_path, images = options_.images,
+                                             max_line = options_.max_line_bytes] {
+        return LoadEnglishRows(path, rel, images, max_line);
+      });
+    } catch (const std::system_error&) {
+      return;  // no thread to spare: each file is loaded when it is needed
+    }
     held += size;
-    english_ahead_.push_back(
-        {job.raw_path, size,
-         std::async(std::launch::async, [path = job.raw_path, rel = job.raw_rel_path, images = options_.images,
-                                         max_line = options_.max_line_bytes] {
-           return LoadEnglishRows(path, rel, images, max_line);
-         })});
+    english_ahead_.push_back({job.raw_path, size, std::move(rows)});
   }
 }
 
