@@ -1,5 +1,9 @@
 #include "ingest/english_rows.h"
 
+#include <algorithm>
+#include <system_error>
+#include <utility>
+
 #include <simdjson.h>
 
 #include "absl/strings/str_cat.h"
@@ -58,6 +62,74 @@ std::shared_ptr<const EnglishRows> LoadEnglishRows(const std::string& path,
     }
   }
   return rows;
+}
+
+EnglishRowsAhead::EnglishRowsAhead(int threads, uint64_t budget_bytes, const ImageCheckOptions& images,
+                                   uint64_t max_line_bytes)
+    : max_threads_(std::max(threads, 1)), budget_(budget_bytes), images_(images), max_line_bytes_(max_line_bytes) {}
+
+EnglishRowsAhead::~EnglishRowsAhead() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    todo_.clear();
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+bool EnglishRowsAhead::Offer(const std::string& path, const std::string& rel_path, uint64_t bytes) {
+  if (held_ + bytes > budget_) return false;
+  auto e = std::make_shared<Entry>();
+  e->path = path;
+  e->rel_path = rel_path;
+  e->bytes = bytes;
+  e->rows = e->promise.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (threads_.size() < static_cast<size_t>(max_threads_)) {
+      try {
+        threads_.emplace_back([this] { Loop(); });
+      } catch (const std::system_error&) {
+        if (threads_.empty()) return false;  // no thread at all: loaded when needed
+      }
+    }
+    todo_.push_back(e);
+  }
+  cv_.notify_one();
+  offered_.push_back(std::move(e));
+  held_ += bytes;
+  return true;
+}
+
+bool EnglishRowsAhead::Offered(const std::string& path) const {
+  return std::any_of(offered_.begin(), offered_.end(), [&](const auto& e) { return e->path == path; });
+}
+
+std::shared_ptr<const EnglishRows> EnglishRowsAhead::Take(const std::string& path) {
+  auto it = std::find_if(offered_.begin(), offered_.end(), [&](const auto& e) { return e->path == path; });
+  if (it == offered_.end()) return nullptr;
+  std::shared_ptr<Entry> e = *it;
+  offered_.erase(it);
+  held_ -= e->bytes;
+  return e->rows.get();  // queued ahead of it: every earlier file is started first
+}
+
+void EnglishRowsAhead::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] { return stop_ || !todo_.empty(); });
+    if (todo_.empty()) return;  // stopping
+    std::shared_ptr<Entry> e = std::move(todo_.front());
+    todo_.pop_front();
+    lock.unlock();
+    try {
+      e->promise.set_value(LoadEnglishRows(e->path, e->rel_path, images_, max_line_bytes_));
+    } catch (...) {
+      e->promise.set_exception(std::current_exception());  // Take throws it, as a load on its thread would
+    }
+    lock.lock();
+  }
 }
 
 }  // namespace m3serve::ingest

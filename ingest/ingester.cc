@@ -6,13 +6,11 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
-#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
-#include <system_error>
 #include <thread>
 
 #include <simdjson.h>
@@ -155,14 +153,9 @@ class Pipeline {
   std::set<std::string> pool_rejected_;  // pool files with a reject record already
   std::shared_ptr<const EnglishRows> english_;
   std::string english_path_;
-  // The English rows the next translated files need, loaded ahead, each on
-  // a thread of its own (LoadEnglishAhead), in the order the files need them.
-  struct EnglishAhead {
-    std::string path;
-    uint64_t bytes = 0;
-    std::future<std::shared_ptr<const EnglishRows>> rows;
-  };
-  std::deque<EnglishAhead> english_ahead_;
+  // The English rows the next translated files need, loaded ahead of them
+  // (LoadEnglishAhead); null when english_ahead_bytes is 0.
+  std::unique_ptr<EnglishRowsAhead> english_ahead_;
   size_t english_scan_ = 0;  // the next job LoadEnglishAhead looks at
   std::vector<std::string> reader_warnings_;
   std::atomic<uint64_t> total_bytes_{0};
@@ -250,11 +243,9 @@ absl::Status Pipeline::PrepareJob(JobState* js) {
   }
   if (js->mapping == Mapping::kTranslated) {
     if (english_path_ != job.raw_path) {
-      auto ahead = std::find_if(english_ahead_.begin(), english_ahead_.end(),
-                                [&](const EnglishAhead& a) { return a.path == job.raw_path; });
-      if (ahead != english_ahead_.end()) {
-        english_ = ahead->rows.get();
-        english_ahead_.erase(ahead);
+      std::shared_ptr<const EnglishRows> ahead = english_ahead_ ? english_ahead_->Take(job.raw_path) : nullptr;
+      if (ahead != nullptr) {
+        english_ = std::move(ahead);
       } else {
         english_ = LoadEnglishRows(job.raw_path, job.raw_rel_path, options_.images,
                                    options_.max_line_bytes);
@@ -353,45 +344,37 @@ void Pipeline::ReadFile(JobState* js, uint64_t* seq) {
   } while (!(*reader)->eof());
 }
 
-// Start loading the English rows that the translated files at or after job
-// `from` need, so that the reader does not stop to load them while the
-// workers wait: their images are parsed, decoded and hashed on threads of
-// their own while the files before are read. Files are loaded in the order
-// they are needed, as long as those loaded and not yet used stay within
-// english_ahead_bytes of file (their decoded images are held in memory); the
-// others are loaded when their first translated file is read.
+// Offer the English rows files that the translated files at or after job
+// `from` need to the loader (EnglishRowsAhead), in the order they are needed,
+// so that the reader does not stop to load them while the workers wait:
+// their images are parsed, decoded and hashed on threads of their own (as
+// many as workers) while the files before are read. A file that does not fit
+// the budget yet is offered again before the next file is read; one that
+// never does is loaded when its first translated file is read.
 void Pipeline::LoadEnglishAhead(const std::vector<JobState>& jobs, size_t from) {
-  uint64_t held = 0;
-  for (const EnglishAhead& a : english_ahead_) held += a.bytes;
+  if (!english_ahead_) return;
   for (english_scan_ = std::max(english_scan_, from); english_scan_ < jobs.size(); ++english_scan_) {
     const JobState& js = jobs[english_scan_];
     if (js.decision.action == SourceDecision::kSkip || !js.refuse.empty()) continue;
     const FileJob& job = *js.job;
-    if (MappingOf(job) != Mapping::kTranslated || job.raw_path == english_path_) continue;
-    if (std::any_of(english_ahead_.begin(), english_ahead_.end(),
-                    [&](const EnglishAhead& a) { return a.path == job.raw_path; })) {
+    if (MappingOf(job) != Mapping::kTranslated || job.raw_path == english_path_ ||
+        english_ahead_->Offered(job.raw_path)) {
       continue;
     }
     std::error_code ec;
     const uint64_t size = std::filesystem::file_size(job.raw_path, ec);
     if (ec) continue;  // loaded (and its error reported) when it is needed
-    if (held + size > options_.english_ahead_bytes) return;  // looked at again after the next file
-    std::future<std::shared_ptr<const EnglishRows>> rows;
-    try {
-      rows = std::async(std::launch::async, [path = job.raw_path, rel = job.raw_rel_path, images = options_.images,
-                                             max_line = options_.max_line_bytes] {
-        return LoadEnglishRows(path, rel, images, max_line);
-      });
-    } catch (const std::system_error&) {
-      return;  // no thread to spare: each file is loaded when it is needed
-    }
-    held += size;
-    english_ahead_.push_back({job.raw_path, size, std::move(rows)});
+    if (size > options_.english_ahead_bytes) continue;  // never fits: loaded when needed
+    if (!english_ahead_->Offer(job.raw_path, job.raw_rel_path, size)) return;
   }
 }
 
 void Pipeline::ReaderLoop(std::vector<JobState>* jobs) {
   uint64_t seq = 0;
+  if (options_.english_ahead_bytes > 0) {
+    english_ahead_ = std::make_unique<EnglishRowsAhead>(workers_, options_.english_ahead_bytes, options_.images,
+                                                        options_.max_line_bytes);
+  }
   for (size_t i = 0; i < jobs->size(); ++i) {
     JobState& js = (*jobs)[i];
     {
@@ -402,7 +385,7 @@ void Pipeline::ReaderLoop(std::vector<JobState>* jobs) {
     LoadEnglishAhead(*jobs, i);
     ReadFile(&js, &seq);
   }
-  english_ahead_.clear();  // waits for loads not needed after all (the run stopped)
+  english_ahead_.reset();  // waits for loads under way that are not needed after all (the run stopped)
   std::lock_guard<std::mutex> lock(mu_);
   reader_done_ = true;
   work_cv_.notify_all();
