@@ -93,7 +93,7 @@ void ImagePacks::InBackground(int fd, uint64_t pack, uint64_t from, uint64_t to,
     bg_cv_.wait(lock, [&] { return bg_queue_[0].size() + bg_queue_[1].size() < kMaxBackground; });
     const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0) return;  // only the early start is lost: SyncWriters and the close still sync
-    bg_queue_[lane].push_back({copy, pack, from, to, what});
+    bg_queue_[lane].push_back({copy, pack, from, to});
     ++bg_requested_;
   }
   bg_cv_.notify_all();
@@ -115,13 +115,12 @@ void ImagePacks::BackgroundLoop(int lane) {
     bg_cv_.notify_all();  // room for a waiting writer
     lock.unlock();
     absl::Status s;
-    if (r.what == Background::kWriteBack) {
+    if (lane == static_cast<int>(Background::kWriteBack)) {
       ::sync_file_range(r.fd, static_cast<off_t>(r.from), static_cast<off_t>(r.to - r.from), SYNC_FILE_RANGE_WRITE);
     } else if (background_sync_(r.fd) != 0 && errno != EINVAL && errno != EROFS) {
       s = IoError(errno, "sync", FilePath(r.pack));
     }
     ::close(r.fd);
-    RecordCloseError(s);
     lock.lock();
     if (!s.ok() && background_error_.ok()) {
       background_error_ = s;
@@ -297,9 +296,10 @@ void ImagePacks::RecordCloseError(const absl::Status& s) {
 }
 
 absl::Status ImagePacks::SyncWriters() {
-  // A background sync that failed has consumed the file's error: it is in
-  // close_error_ once the requests are done.
+  // A background sync that failed has consumed the file's error: it is kept
+  // in background_error_ once the requests are done.
   WaitForBackground();
+  M3SERVE_RETURN_IF_ERROR(BackgroundError());
   std::lock_guard<std::mutex> lock(writers_mu_);
   M3SERVE_RETURN_IF_ERROR(close_error_);
   for (PackWriter* w : writers_) M3SERVE_RETURN_IF_ERROR(w->Sync());
@@ -449,8 +449,8 @@ absl::StatusOr<PackLocation> PackWriter::Append(const Hash128& hash, absl::strin
     // And make them durable as we go: sync_file_range only hands bytes to
     // the device, and the sync after the last write still has to flush all
     // that its cache holds, however early they were handed over. Syncing
-    // every sync_bytes_ on the way leaves little for the end. Both run on the
-    // background thread: the writer goes on parsing while the disk works.
+    // every sync_bytes_ on the way leaves little for the end. Both run on
+    // background threads: the writer goes on parsing while the disk works.
     packs_->InBackground(fd_, pack_, 0, size_, ImagePacks::Background::kSync);
     synced_ = size_;
   }

@@ -104,7 +104,7 @@ class ImagePacks {
   }
   // Background requests handed over and not yet done (a test's view).
   size_t BackgroundPending();
-  // Tests: the call the background thread syncs with (default fdatasync), to
+  // Tests: the call the sync thread syncs with (default fdatasync), to
   // make it fail.
   void SetBackgroundSyncForTesting(int (*sync)(int)) { background_sync_ = sync; }
 
@@ -152,12 +152,11 @@ class ImagePacks {
 
   std::mutex writers_mu_;
   std::set<PackWriter*> writers_;
-  absl::Status close_error_;  // the first failed sync of a closed writer (or in the background)
+  absl::Status close_error_;  // the first failed sync of a closed writer
 
-  struct Request {
+  struct Request {  // its kind is its lane's
     int fd;
     uint64_t pack, from, to;
-    Background what;
   };
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;

@@ -75,7 +75,7 @@ TEST_F(ImagePacksTest, RandomWritesReadBackAndRemoveUnusedKeepsLiveFiles) {
     std::mt19937_64 rng(1000 + round);
     const uint64_t file_bytes = 64 + rng() % 20000;
     auto packs = Open(file_bytes);
-    // Writeback and syncs on the background thread, often, while files
+    // Writeback and syncs on the background threads, often, while files
     // rotate and writers close under it.
     packs->SetSyncIntervals(1 + rng() % 40000, 1 + rng() % 80000);
     std::map<Hash128, Written> all;
@@ -193,7 +193,7 @@ int FailingSync(int) {
   return -1;
 }
 
-// A sync that fails on the background thread is not lost: the writers' next
+// A sync that fails on the sync thread is not lost: the writers' next
 // Append fails with it, and so does SyncWriters (the ingest's closing flush:
 // exit 1), naming the file.
 TEST_F(ImagePacksTest, AFailedBackgroundSyncFailsTheNextAppendAndSyncWriters) {
